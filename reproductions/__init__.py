@@ -1,0 +1,1 @@
+"""Reproductions of meta-learning papers: a small shared core plus one subpackage per paper."""

@@ -1,0 +1,1 @@
+"""Subcommands of ``mlatlas``, one module per group."""
