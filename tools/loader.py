@@ -1,65 +1,82 @@
-"""Read ``catalog/`` into a :class:`Catalog`, collecting every problem instead of stopping at the first.
+"""Read ``catalog/`` (and the reproductions' result records) into a :class:`Catalog`, collecting every
+problem of every file in one run instead of stopping at the first.
 
-Interim version: validates each file with the models. The foundation issue replaces the internals with
-line-accurate errors and cross-file checks; the public API (``load_catalog``, ``load_valid_catalog``) stays.
+Each file is validated on its own by the models (:mod:`mlatlas.readers`); the checks that need the whole
+catalog live in :mod:`mlatlas.checks`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import ValidationError
-
 from mlatlas.catalog import Catalog
+from mlatlas.checks import check_catalog
 from mlatlas.models import RESOURCE_FILES, LabelVocabulary, Paper, TopicVocabulary, VenueVocabulary
 from mlatlas.paths import catalog_dir, project_root
 from mlatlas.problems import CatalogError, Problem, relative
+from mlatlas.readers import read_model
+from mlatlas.records import load_records
+
+SCHEMA_COMMENT = "# yaml-language-server: $schema=../schema/paper.schema.json"
 
 
-def _read(path: Path, model, root: Path, problems: list[Problem]):
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return model.model_validate(data)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problems.append(Problem(relative(path, root), (mark.line + 1) if mark else 0, "", f"broken YAML: {exc}"))
-    except ValidationError as exc:
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in err["loc"])
-            problems.append(Problem(relative(path, root), 0, loc, err["msg"]))
-    return None
+def _load_papers(catalog: Catalog, folder: Path, problems: list[Problem]) -> None:
+    root = catalog.root
+    for stray in sorted(folder.glob("*.yml")):
+        problems.append(Problem(relative(stray, root), 0, "", "paper files end in '.yaml'; rename it"))
+    papers: dict[str, Paper] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        paper, doc = read_model(path, Paper, root, problems)
+        if doc is not None:
+            catalog.docs[path] = doc
+            if not doc.text.startswith(SCHEMA_COMMENT):
+                problems.append(
+                    Problem(relative(path, root), 1, "", f"the first line must be '{SCHEMA_COMMENT}' (editor autocompletion)")
+                )
+        if paper is None:
+            continue
+        if paper.id in papers:
+            first = relative(catalog.files[paper.id], root)
+            problems.append(
+                Problem(relative(path, root), doc.line_of(("id",)), "id", f"id {paper.id!r} is already used by {first}")
+            )
+            continue
+        papers[paper.id] = paper
+        catalog.files[paper.id] = path
+    catalog.papers = {p.id: p for p in sorted(papers.values(), key=lambda p: (p.date, p.id))}
 
 
 def load_catalog(root: Path | None = None) -> tuple[Catalog | None, list[Problem]]:
-    root = root or project_root()
+    """The catalog (None when the vocabularies themselves are broken) and every problem found, sorted."""
+    root = Path(root) if root else project_root()
     base = catalog_dir(root)
     problems: list[Problem] = []
-    labels = _read(base / "vocab" / "labels.yaml", LabelVocabulary, root, problems)
-    topics = _read(base / "vocab" / "topics.yaml", TopicVocabulary, root, problems)
-    venues = _read(base / "vocab" / "venues.yaml", VenueVocabulary, root, problems)
-    if not (labels and topics and venues):
-        return None, problems
-    catalog = Catalog(root=root, labels=labels, topics=topics, venues=venues)
-    papers = []
-    for path in sorted((base / "papers").glob("*.yaml")):
-        paper = _read(path, Paper, root, problems)
-        if paper:
-            papers.append(paper)
-            catalog.files[paper.id] = path
-    catalog.papers = {p.id: p for p in sorted(papers, key=lambda p: (p.date, p.id))}
+    vocab = {}
+    docs = {}
+    for name, model in (("labels", LabelVocabulary), ("topics", TopicVocabulary), ("venues", VenueVocabulary)):
+        path = base / "vocab" / f"{name}.yaml"
+        vocab[name], docs[path] = read_model(path, model, root, problems)
+    if not all(vocab.values()):
+        return None, sorted(problems)
+    catalog = Catalog(root=root, **vocab)
+    catalog.docs.update(docs)
+    _load_papers(catalog, base / "papers", problems)
     for name, model in RESOURCE_FILES.items():
         path = base / "resources" / name
         if path.exists():
-            listing = _read(path, model, root, problems)
-            if listing:
+            listing, doc = read_model(path, model, root, problems)
+            catalog.docs[path] = doc
+            if listing is not None:
                 key = name.removesuffix(".yaml")
                 catalog.resources[key] = getattr(listing, key)
-    return catalog, problems
+    catalog.records, record_problems = load_records(root)
+    problems.extend(record_problems)
+    problems.extend(check_catalog(catalog))
+    return catalog, sorted(problems)
 
 
 def load_valid_catalog(root: Path | None = None) -> Catalog:
-    """The catalog, or :class:`CatalogError` listing every problem."""
+    """The catalog, or :class:`CatalogError` listing every error (infos do not count)."""
     catalog, problems = load_catalog(root)
     errors = [p for p in problems if p.severity == "error"]
     if errors or catalog is None:

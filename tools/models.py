@@ -12,7 +12,16 @@ import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 ARXIV_PATTERN = r"^(?:\d{4}\.\d{4,5}|[a-z\-]+(?:\.[A-Z]{2})?/\d{7})$"
@@ -219,13 +228,22 @@ class Paper(Strict):
     def venue_year(self) -> int:
         return int(re.match(VENUE_PATTERN, self.venue).group("year"))
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Paper:
-        if self.date.year != self.year:
-            raise ValueError(f"year {self.year} does not agree with date {self.date.isoformat()}")
-        if self.needs_code and self.code.status == "official":
+    # Field validators (not one model validator) so that errors point at the field and its line.
+    @field_validator("year")
+    @classmethod
+    def _year_matches_date(cls, year: int, info: ValidationInfo) -> int:
+        date = info.data.get("date")
+        if date is not None and date.year != year:
+            raise ValueError(f"year {year} does not agree with date {date.isoformat()}")
+        return year
+
+    @field_validator("needs_code")
+    @classmethod
+    def _needs_code_without_official(cls, needs_code: bool, info: ValidationInfo) -> bool:
+        code = info.data.get("code")
+        if needs_code and code is not None and code.status == "official":
             raise ValueError("needs_code is for papers without official code, but code.status is 'official'")
-        return self
+        return needs_code
 
     def all_links(self) -> list[tuple[str, str]]:
         """Every URL this entry holds, with the field it sits in (for the shared-link check and link checking)."""

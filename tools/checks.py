@@ -1,0 +1,200 @@
+"""Checks that need the whole catalog: names that must exist in the vocabularies or elsewhere in the
+catalog, and facts two entries must never share. Each file has already passed its own model.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from mlatlas.catalog import Catalog
+from mlatlas.models import Paper
+from mlatlas.paths import catalog_dir, reproductions_dir
+from mlatlas.problems import Problem, relative
+from mlatlas.suggest import closest, hint
+from mlatlas.yamlio import YamlError, read_yaml
+
+_ARXIV_URL = re.compile(r"^arxiv\.org/(?:abs|pdf|html)/(?P<id>[^?#]+?)(?:v\d+)?(?:\.pdf)?/?$")
+
+
+class _Reporter:
+    """Builds problems for one catalog, finding the line of each field."""
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+        self.problems: list[Problem] = []
+
+    def line(self, path: Path, loc: tuple) -> int:
+        doc = self.catalog.docs.get(path)
+        if doc is None:  # result records are not kept; read the file again (only when reporting)
+            try:
+                doc = read_yaml(path)
+            except YamlError:
+                return 0
+        return doc.line_of(loc)
+
+    def where(self, path: Path) -> str:
+        return relative(path, self.catalog.root)
+
+    def add(self, path: Path, loc: tuple, message: str, severity: str = "error") -> None:
+        field = ".".join(str(p) for p in loc)
+        self.problems.append(Problem(self.where(path), self.line(path, loc), field, message, severity))
+
+
+def normalise_title(title: str) -> str:
+    """Case, accents, punctuation and spacing removed: 'Meta-Learning: A Survey' -> 'metalearning a survey'."""
+    text = unicodedata.normalize("NFKD", title).casefold()
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = re.sub(r"[^\w\s]", "", text)
+    return " ".join(text.split())
+
+
+def link_key(url: str) -> str:
+    """What makes two links the same document: host case, 'www.', trailing slashes, fragments and arXiv
+    versions do not count, and every arXiv URL form reduces to its id."""
+    parts = urlsplit(url)
+    host = parts.netloc.lower().removeprefix("www.")
+    path = parts.path.rstrip("/")
+    arxiv = _ARXIV_URL.match(f"{host}{path}")
+    if arxiv:
+        return f"arxiv:{arxiv.group('id').lower()}"
+    if host in {"doi.org", "dx.doi.org"}:
+        return f"doi:{path.lstrip('/').lower()}"
+    return urlunsplit(("https", host, path, parts.query, ""))
+
+
+def _paper_keys(paper: Paper) -> Iterator[tuple[tuple, str, str]]:
+    """(location, key, what) for every identifier and link of a paper that no other paper may share."""
+    if paper.ids.arxiv:
+        yield ("ids", "arxiv"), f"arxiv:{paper.ids.arxiv.lower()}", f"arXiv id {paper.ids.arxiv}"
+    if paper.ids.doi:
+        yield ("ids", "doi"), f"doi:{paper.ids.doi.lower()}", f"DOI {paper.ids.doi}"
+    yield ("title",), f"title:{normalise_title(paper.title)}", "title"
+    for field, url in paper.all_links():
+        if field in ("ids.arxiv", "ids.doi"):
+            continue
+        yield tuple(int(p) if p.isdigit() else p for p in field.split(".")), link_key(url), f"link {url}"
+
+
+def _check_shared(rep: _Reporter) -> None:
+    owners: dict[str, tuple[str, Path, tuple]] = {}
+    for pid, paper in rep.catalog.papers.items():
+        path = rep.catalog.files[pid]
+        seen_here: set[str] = set()
+        for loc, key, what in _paper_keys(paper):
+            if key in seen_here:
+                continue
+            seen_here.add(key)
+            if key in owners:
+                other, other_path, other_loc = owners[key]
+                rep.add(
+                    path,
+                    loc,
+                    f"{what} is also used by '{other}' ({rep.where(other_path)}:{rep.line(other_path, other_loc)});"
+                    " two entries may not share an arXiv id, DOI, title or link",
+                )
+            else:
+                owners[key] = (pid, path, loc)
+
+
+def _check_file_names(rep: _Reporter) -> None:
+    for pid, path in rep.catalog.files.items():
+        if path.stem != pid:
+            rep.add(path, ("id",), f"id {pid!r} must equal the file name; rename the file to {pid}.yaml")
+
+
+def _venue_hint(rep: _Reporter, venue: str) -> str:
+    name, _, year = venue.rpartition(" ")
+    names: dict[str, str] = {}  # spelling (id or alias) -> canonical id
+    for v in rep.catalog.venues.venues:
+        names[v.id] = v.id
+        for alias in v.aliases:
+            names.setdefault(alias, v.id)
+    best = closest(name, names)
+    return f" — did you mean '{names[best]} {year}'?" if best else ""
+
+
+def _venue_ids(rep: _Reporter) -> set[str]:
+    return {v.id for v in rep.catalog.venues.venues}
+
+
+def _check_vocabulary(rep: _Reporter) -> None:
+    catalog = rep.catalog
+    families = {fam.id: {lab.id for lab in fam.labels} for fam in catalog.labels.families}
+    topics = [t.id for t in catalog.topics.topics]
+    venues = _venue_ids(rep)
+    for pid, paper in catalog.papers.items():
+        path = catalog.files[pid]
+        for family in ("framework", "type", "modality"):
+            known = families.get(family, set())
+            for i, label in enumerate(getattr(paper.labels, family)):
+                if label not in known:
+                    elsewhere = [f for f, labs in families.items() if label in labs]
+                    extra = f" (it is a {elsewhere[0]} label)" if elsewhere else hint(label, known)
+                    rep.add(path, ("labels", family, i), f"unknown {family} label {label!r}{extra}")
+        for i, topic in enumerate(paper.topics):
+            if topic not in topics:
+                rep.add(path, ("topics", i), f"unknown topic {topic!r}{hint(topic, topics)}")
+        if paper.venue_name not in venues:
+            rep.add(path, ("venue",), f"unknown venue {paper.venue!r}{_venue_hint(rep, paper.venue)}")
+    workshops_file = catalog_dir(catalog.root) / "resources" / "workshops.yaml"
+    for i, workshop in enumerate(catalog.resources.get("workshops", [])):
+        if workshop.venue.rpartition(" ")[0] not in venues:
+            rep.add(
+                workshops_file,
+                ("workshops", i, "venue"),
+                f"unknown venue {workshop.venue!r}{_venue_hint(rep, workshop.venue)}",
+            )
+
+
+def _reproduction_packages(root: Path) -> set[str]:
+    base = reproductions_dir(root)
+    return {p.parent.name for p in base.glob("*/__init__.py")} if base.is_dir() else set()
+
+
+def _check_references(rep: _Reporter) -> None:
+    """Ids that must name something: reproductions, reporting papers, papers behind datasets."""
+    catalog = rep.catalog
+    packages = _reproduction_packages(catalog.root)
+    ids = list(catalog.papers)
+    for pid, paper in catalog.papers.items():
+        path = catalog.files[pid]
+        for i, name in enumerate(paper.reproductions):
+            if name not in packages:
+                rep.add(path, ("reproductions", i), f"no reproduction package reproductions/{name}/{hint(name, packages)}")
+        if paper.needs_code and not paper.reproductions:
+            rep.add(path, ("needs_code",), "needs code and has no reproduction yet", severity="info")
+        for i, result in enumerate(paper.results):
+            source = result.source.paper
+            if source and source not in catalog.papers:
+                rep.add(path, ("results", i, "source", "paper"), f"no catalog paper {source!r}{hint(source, ids)}")
+    datasets_file = catalog_dir(catalog.root) / "resources" / "datasets.yaml"
+    for i, dataset in enumerate(catalog.resources.get("datasets", [])):
+        if dataset.paper and dataset.paper not in catalog.papers:
+            rep.add(datasets_file, ("datasets", i, "paper"), f"no catalog paper {dataset.paper!r}{hint(dataset.paper, ids)}")
+    for path, record in catalog.records:
+        if record.paper not in catalog.papers:
+            rep.add(path, ("paper",), f"no catalog paper {record.paper!r}{hint(record.paper, ids)}")
+        if record.reproduction not in packages:
+            rep.add(
+                path,
+                ("reproduction",),
+                f"no reproduction package reproductions/{record.reproduction}/{hint(record.reproduction, packages)}",
+            )
+        source = record.paper_value.paper if record.paper_value else None
+        if source and source not in catalog.papers:
+            rep.add(path, ("paper_value", "paper"), f"no catalog paper {source!r}{hint(source, ids)}")
+
+
+CHECKS = (_check_file_names, _check_shared, _check_vocabulary, _check_references)
+
+
+def check_catalog(catalog: Catalog) -> list[Problem]:
+    """Every cross-file problem of a loaded catalog."""
+    rep = _Reporter(catalog)
+    for check in CHECKS:
+        check(rep)
+    return rep.problems

@@ -1,0 +1,103 @@
+"""Read one YAML file into a Pydantic model, turning every failure into ``path:line: field: message`` problems."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from mlatlas import models
+from mlatlas.problems import Problem, relative
+from mlatlas.suggest import hint
+from mlatlas.yamlio import YamlDoc, YamlError, read_yaml
+
+M = TypeVar("M", bound=BaseModel)
+
+# Regular expressions of the models, explained in words a contributor understands.
+_PATTERN_HELP = {
+    models.SLUG_PATTERN: "lowercase letters and digits joined by single hyphens, e.g. 'proto-nets'",
+    models.ARXIV_PATTERN: "an arXiv id such as '1703.03400' (no 'arXiv:' prefix, no version suffix)",
+    models.DOI_PATTERN: "a DOI such as '10.1109/TPAMI.2021.3079209' (without 'https://doi.org/')",
+    models.VENUE_PATTERN: "'<venue> <year>', e.g. 'ICML 2017' or 'arXiv 2019'",
+    r"^[a-z][a-z0-9_]*$": "a Python package name: lowercase letters, digits and underscores",
+}
+
+
+@lru_cache(maxsize=1)
+def _known_fields() -> frozenset[str]:
+    """Every field name any catalog model accepts (for "did you mean" on unknown fields)."""
+    from mlatlas import records  # records imports this module's siblings; import late to avoid a cycle
+
+    names: set[str] = set()
+    for module in (models, records):
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, BaseModel):
+                for name, info in value.model_fields.items():
+                    names.add(info.alias or name)
+    return frozenset(names)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind, msg = err["type"], err["msg"]
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        key = str(err["loc"][-1])
+        return f"unknown field {key!r}{hint(key, _known_fields())}"
+    if kind == "string_pattern_mismatch":
+        pattern = err.get("ctx", {}).get("pattern", "")
+        return f"{_short(err['input'])} is not {_PATTERN_HELP.get(pattern, f'in the form {pattern}')}"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            return msg[len(prefix) :]
+    if kind.endswith(("_type", "_parsing")) or kind in {"literal_error", "enum"}:
+        return f"{msg}, got {_short(err['input'])}"
+    return msg
+
+
+def _field(loc: tuple, doc: YamlDoc) -> tuple[str, ...]:
+    """The part of a Pydantic error location a reader recognises (drops internal names like 'function-after[...]')."""
+    kept: list[Any] = []
+    for i, part in enumerate(loc):
+        if doc.has((*kept, part)):
+            kept.append(part)
+        elif i == len(loc) - 1 and isinstance(part, str) and "[" not in part:
+            kept.append(part)  # a missing or unknown key: still name it
+        elif isinstance(part, str) and "[" in part:
+            continue
+        else:
+            break
+    return tuple(kept)
+
+
+def validation_problems(exc: ValidationError, doc: YamlDoc, path_text: str) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = _field(tuple(err["loc"]), doc)
+        problems.append(Problem(path_text, doc.line_of(loc), ".".join(str(p) for p in loc), _message(err)))
+    return problems
+
+
+def read_model(path: Path, model: type[M], root: Path, problems: list[Problem]) -> tuple[M | None, YamlDoc | None]:
+    """The validated model and the parsed file; on failure None and the problems appended."""
+    shown = relative(path, root)
+    try:
+        doc = read_yaml(path)
+    except YamlError as exc:
+        problems.append(Problem(shown, exc.line, "", exc.message))
+        return None, None
+    if not isinstance(doc.data, dict):
+        problems.append(Problem(shown, 1, "", "expected a mapping of 'field: value' lines at the top level"))
+        return None, doc
+    try:
+        return model.model_validate(doc.data), doc
+    except ValidationError as exc:
+        problems.extend(validation_problems(exc, doc, shown))
+        return None, doc

@@ -1,0 +1,160 @@
+"""Read one YAML file safely and remember where each value sits, so errors can name a line.
+
+Why not ``yaml.safe_load``: it accepts anchors and aliases (the "billion laughs" bomb), silently keeps
+the last of two duplicate keys and forgets line numbers. Here a file is size-checked, scanned for
+anchors, composed into a node tree by libyaml (fast) and turned into plain Python by a small walker
+that rejects duplicate keys and unsupported tags. Line numbers are looked up only when a problem is
+reported, by composing the file again (problems are rare, catalogs are large).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+MAX_BYTES = 256 * 1024  # a paper entry is ~2 KiB; anything this large is a mistake or an attack
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available; same results
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_SCALARS = yaml.SafeLoader.yaml_constructors  # tag -> constructor for null, bool, int, float, timestamp
+_SCALAR_BUILDER = yaml.constructor.SafeConstructor()
+
+
+class YamlError(Exception):
+    """A file that cannot be read as plain YAML data; ``line`` is 1-based (0 when unknown)."""
+
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+@dataclass
+class YamlDoc:
+    """A parsed file: its text, its data, and line look-ups for error messages."""
+
+    path: Path
+    text: str
+    data: Any
+
+    def line_of(self, loc: tuple | list) -> int:
+        """Line of the deepest key or item along ``loc`` (e.g. ``("code", "repositories", 0, "url")``)
+        that exists in the file; the first line of the document when none does."""
+        node = compose(self.text)
+        if node is None:
+            return 1
+        line = node.start_mark.line + 1
+        for part in loc:
+            if isinstance(node, MappingNode):
+                for key, value in node.value:
+                    if isinstance(key, ScalarNode) and key.value == str(part):
+                        line, node = key.start_mark.line + 1, value
+                        break
+                else:
+                    return line
+            elif isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+                node = node.value[part]
+                line = node.start_mark.line + 1
+            else:
+                return line
+        return line
+
+    def has(self, loc: tuple | list) -> bool:
+        """Whether ``loc`` names a value present in the data."""
+        value = self.data
+        for part in loc:
+            if isinstance(value, dict) and part in value:
+                value = value[part]
+            elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+                value = value[part]
+            else:
+                return False
+        return True
+
+
+def compose(text: str) -> Node | None:
+    return yaml.compose(text, Loader=_Loader)
+
+
+def _reject_anchors(text: str) -> None:
+    # Anchors need '&' and aliases need '*'; most files hold neither, so the event scan is usually skipped.
+    if "&" not in text and "*" not in text:
+        return
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise YamlError(
+                event.start_mark.line + 1,
+                "YAML anchors and aliases (&name, *name) are not allowed; write the value out in full",
+            )
+
+
+def _to_python(node: Node) -> Any:
+    tag = node.tag
+    if tag == _STR:
+        return node.value
+    if isinstance(node, MappingNode):
+        if tag != _MAP:
+            raise YamlError(node.start_mark.line + 1, f"unsupported YAML tag {tag!r}")
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode):
+                raise YamlError(key_node.start_mark.line + 1, "mapping keys must be plain text")
+            key = _to_python(key_node)
+            if key in out:
+                raise YamlError(key_node.start_mark.line + 1, f"duplicate key {key!r} (each key may appear once)")
+            out[key] = _to_python(value_node)
+        return out
+    if isinstance(node, SequenceNode):
+        if tag != _SEQ:
+            raise YamlError(node.start_mark.line + 1, f"unsupported YAML tag {tag!r}")
+        return [_to_python(item) for item in node.value]
+    build = _SCALARS.get(tag)
+    if build is None or tag.endswith((":binary", ":merge", ":value", ":yaml")):
+        raise YamlError(node.start_mark.line + 1, f"unsupported YAML tag {tag!r}")
+    try:
+        return build(_SCALAR_BUILDER, node)
+    except (ValueError, OverflowError, yaml.YAMLError) as exc:
+        raise YamlError(node.start_mark.line + 1, f"cannot read value {node.value!r}: {exc}") from None
+
+
+def parse_text(text: str, path: Path) -> YamlDoc:
+    """Parse YAML text into a :class:`YamlDoc`, raising :class:`YamlError` with the line of the fault."""
+    try:
+        _reject_anchors(text)
+        node = compose(text)
+        if node is None:
+            raise YamlError(1, "the file holds no data")
+        data = _to_python(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        detail = ": ".join(str(x) for x in (exc.context, exc.problem) if x)
+        raise YamlError(mark.line + 1 if mark else 0, f"broken YAML: {detail}") from None
+    except yaml.YAMLError as exc:
+        raise YamlError(0, f"broken YAML: {exc}") from None
+    except RecursionError:
+        raise YamlError(0, "YAML nested too deeply") from None
+    return YamlDoc(path=path, text=text, data=data)
+
+
+def read_yaml(path: Path, max_bytes: int = MAX_BYTES) -> YamlDoc:
+    """Read and parse one file; every failure is a :class:`YamlError`, never another exception."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise YamlError(0, f"file is {size / 1024:.0f} KiB, over the {max_bytes // 1024} KiB limit for one file")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise YamlError(0, f"cannot read file: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise YamlError(raw[: exc.start].count(b"\n") + 1, "file is not valid UTF-8 text") from None
+    if "\x00" in text:
+        raise YamlError(text[: text.index("\x00")].count("\n") + 1, "file holds a NUL byte; it is not text")
+    return parse_text(text, path)
