@@ -1,0 +1,234 @@
+/* Meta-Learning Atlas: the papers explorer (filters, sorting, shareable URL) and BibTeX copy buttons.
+   Plain JavaScript, no dependencies, nothing fetched from the network. The table works without it. */
+(function () {
+  "use strict";
+
+  var MULTI = ["framework", "type", "modality", "topic"]; // a paper may carry several of these labels
+  var SINGLE = ["venue", "year", "code", "reproduced"]; // one value per paper
+
+  function setupExplorer(root) {
+    var tbody = root.querySelector("tbody");
+    var rows = Array.prototype.slice.call(tbody.rows);
+    var chips = Array.prototype.slice.call(root.querySelectorAll("button[data-facet]"));
+    var selects = Array.prototype.slice.call(root.querySelectorAll("select[data-facet]"));
+    var text = root.querySelector("input[data-text]");
+    var count = root.querySelector("[data-count]");
+    var empty = root.querySelector("[data-empty]");
+    var clear = root.querySelector("[data-clear]");
+    var sorters = Array.prototype.slice.call(root.querySelectorAll("button[data-sort]"));
+    var form = root.querySelector("form");
+    var sort = { key: "", dir: "" };
+
+    // Read each row's values once; filtering then touches no DOM attribute.
+    var data = rows.map(function (row, index) {
+      var item = { row: row, index: index, text: row.dataset.text || "" };
+      MULTI.forEach(function (f) {
+        item[f] = (row.dataset[f] || "").split(" ").filter(Boolean);
+      });
+      SINGLE.concat(["date", "title"]).forEach(function (f) {
+        item[f] = row.dataset[f] || "";
+      });
+      return item;
+    });
+
+    function chosen() {
+      var state = { text: text.value.trim().toLowerCase() };
+      MULTI.forEach(function (f) {
+        state[f] = [];
+      });
+      chips.forEach(function (chip) {
+        if (chip.getAttribute("aria-pressed") === "true") state[chip.dataset.facet].push(chip.dataset.value);
+      });
+      selects.forEach(function (sel) {
+        state[sel.dataset.facet] = sel.value;
+      });
+      return state;
+    }
+
+    function matches(item, state) {
+      for (var i = 0; i < MULTI.length; i++) {
+        var wanted = state[MULTI[i]];
+        for (var j = 0; j < wanted.length; j++) {
+          if (item[MULTI[i]].indexOf(wanted[j]) < 0) return false;
+        }
+      }
+      for (var k = 0; k < SINGLE.length; k++) {
+        var value = state[SINGLE[k]];
+        if (value && item[SINGLE[k]] !== value) return false;
+      }
+      if (state.text) {
+        var words = state.text.split(/\s+/);
+        for (var w = 0; w < words.length; w++) {
+          if (item.text.indexOf(words[w]) < 0) return false;
+        }
+      }
+      return true;
+    }
+
+    function apply() {
+      var state = chosen();
+      var shown = 0;
+      var perChip = {};
+      data.forEach(function (item) {
+        var ok = matches(item, state);
+        item.row.hidden = !ok;
+        if (!ok) return;
+        shown += 1;
+        MULTI.forEach(function (f) {
+          item[f].forEach(function (v) {
+            perChip[f + ":" + v] = (perChip[f + ":" + v] || 0) + 1;
+          });
+        });
+      });
+      // Each chip shows how many of the rows now shown carry its label.
+      chips.forEach(function (chip) {
+        var n = perChip[chip.dataset.facet + ":" + chip.dataset.value] || 0;
+        chip.querySelector(".mla-chip__count").textContent = String(n);
+        chip.classList.toggle("mla-chip--zero", n === 0 && chip.getAttribute("aria-pressed") !== "true");
+      });
+      var total = data.length;
+      count.textContent = shown === total ? total + " papers" : shown + " of " + total + " papers";
+      empty.hidden = shown !== 0;
+      var active = state.text || chips.some(isPressed) || selects.some(function (s) { return s.value; });
+      clear.hidden = !active;
+      writeUrl(state);
+    }
+
+    function isPressed(chip) {
+      return chip.getAttribute("aria-pressed") === "true";
+    }
+
+    function order() {
+      var sorted = data.slice();
+      if (sort.key) {
+        var sign = sort.dir === "descending" ? -1 : 1;
+        sorted.sort(function (a, b) {
+          var x = a[sort.key], y = b[sort.key];
+          if (x < y) return -sign;
+          if (x > y) return sign;
+          return a.index - b.index;
+        });
+      }
+      var fragment = document.createDocumentFragment();
+      sorted.forEach(function (item) {
+        fragment.appendChild(item.row);
+      });
+      tbody.appendChild(fragment);
+      sorters.forEach(function (button) {
+        var th = button.closest("th");
+        th.setAttribute("aria-sort", button.dataset.sort === sort.key ? sort.dir : "none");
+      });
+    }
+
+    function writeUrl(state) {
+      var params = new URLSearchParams();
+      if (state.text) params.set("text", text.value.trim());
+      MULTI.forEach(function (f) {
+        if (state[f].length) params.set(f, state[f].join(","));
+      });
+      SINGLE.forEach(function (f) {
+        if (state[f]) params.set(f, state[f]);
+      });
+      if (sort.key) params.set("sort", (sort.dir === "descending" ? "-" : "") + sort.key);
+      var query = params.toString();
+      var url = window.location.pathname + (query ? "?" + query : "") + window.location.hash;
+      if (url !== window.location.pathname + window.location.search + window.location.hash) {
+        window.history.replaceState(null, "", url);
+      }
+    }
+
+    function readUrl() {
+      var params = new URLSearchParams(window.location.search);
+      text.value = params.get("text") || "";
+      chips.forEach(function (chip) {
+        var values = (params.get(chip.dataset.facet) || "").split(",");
+        chip.setAttribute("aria-pressed", values.indexOf(chip.dataset.value) >= 0 ? "true" : "false");
+      });
+      selects.forEach(function (sel) {
+        var value = params.get(sel.dataset.facet) || "";
+        var known = Array.prototype.some.call(sel.options, function (o) { return o.value === value; });
+        sel.value = known ? value : "";
+      });
+      var s = params.get("sort") || "";
+      sort.key = s.replace(/^-/, "");
+      sort.dir = sort.key ? (s.charAt(0) === "-" ? "descending" : "ascending") : "";
+      if (sorters.every(function (b) { return b.dataset.sort !== sort.key; })) sort.key = sort.dir = "";
+    }
+
+    chips.forEach(function (chip) {
+      chip.addEventListener("click", function () {
+        chip.setAttribute("aria-pressed", isPressed(chip) ? "false" : "true");
+        apply();
+      });
+    });
+    selects.forEach(function (sel) {
+      sel.addEventListener("change", apply);
+    });
+    text.addEventListener("input", apply);
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+    });
+    clear.addEventListener("click", function () {
+      text.value = "";
+      chips.forEach(function (chip) {
+        chip.setAttribute("aria-pressed", "false");
+      });
+      selects.forEach(function (sel) {
+        sel.value = "";
+      });
+      apply();
+      text.focus();
+    });
+    sorters.forEach(function (button) {
+      button.addEventListener("click", function () {
+        if (sort.key === button.dataset.sort) {
+          sort.dir = sort.dir === "ascending" ? "descending" : "ascending";
+        } else {
+          sort.key = button.dataset.sort;
+          sort.dir = sort.key === "date" ? "descending" : "ascending";
+        }
+        order();
+        apply();
+      });
+    });
+    readUrl();
+    order();
+    apply();
+    root.dataset.ready = "true";
+  }
+
+  function setupCopyButtons() {
+    Array.prototype.forEach.call(document.querySelectorAll("button[data-copy]"), function (button) {
+      button.addEventListener("click", function () {
+        var source = document.getElementById(button.dataset.copy);
+        var label = button.textContent;
+        function done(message) {
+          button.textContent = message;
+          window.setTimeout(function () {
+            button.textContent = label;
+          }, 1500);
+        }
+        if (navigator.clipboard && window.isSecureContext) {
+          navigator.clipboard.writeText(source.textContent).then(function () { done("Copied"); }, function () { done("Copy failed"); });
+        } else {
+          // Plain-HTTP fallback: select the text so Ctrl+C works.
+          var range = document.createRange();
+          range.selectNodeContents(source);
+          var selection = window.getSelection();
+          selection.removeAllRanges();
+          selection.addRange(range);
+          done(document.execCommand && document.execCommand("copy") ? "Copied" : "Press Ctrl+C");
+        }
+      });
+    });
+  }
+
+  function init() {
+    var root = document.getElementById("mla-explorer");
+    if (root && !root.dataset.ready) setupExplorer(root);
+    setupCopyButtons();
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();

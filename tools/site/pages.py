@@ -1,0 +1,269 @@
+"""Turn a loaded catalog (and the reproductions' result records) into the site's generated pages.
+
+Everything here is plain data in, Markdown/HTML text out; ``mlatlas.site.hooks`` hands the result
+to mkdocs as virtual files. Links between generated pages are computed here (raw HTML is not
+rewritten by mkdocs), from the same URL rules mkdocs uses.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from mkdocs.utils import get_relative_url
+
+from mlatlas.catalog import Catalog
+from mlatlas.models import Label, LabelFamily, Paper, Topic, Venue
+from mlatlas.records import ResultRecord
+from mlatlas.site import exports
+from mlatlas.site.render import front_matter, render
+
+NEWEST_ON_HOME = 8
+RESOURCE_KINDS = ["datasets", "books", "blogs", "videos", "workshops", "researchers"]
+REPRODUCTION_STATES = {
+    "reproduced": "Reproduced",
+    "in-progress": "In progress",
+    "needed": "Needs reproduction",
+    "not-needed": "Has code",
+}
+CODE_STATES = {"official": "Official code", "community": "Community code", "none": "No code"}
+
+
+@dataclass
+class GeneratedPage:
+    src_uri: str  # where the page pretends to live in the docs folder
+    content: str
+
+
+@dataclass
+class GeneratedAsset:
+    src_uri: str
+    content: str | bytes | None = None
+    source: Path | None = None  # a real file copied as-is (plots)
+
+
+@dataclass
+class RecordView:
+    record: ResultRecord
+    path: Path
+    plot_uri: str | None  # where the plot is published, if the record has one
+    gap: float | None  # ours minus the paper's number
+    verdict: str  # "agrees", "better", "worse" or "" when there is no paper value
+
+    @property
+    def anchor(self) -> str:
+        return "record-" + slug(f"{self.record.reproduction}-{self.path.stem}")
+
+
+@dataclass
+class PaperView:
+    paper: Paper
+    labels: list[tuple[LabelFamily, Label]]
+    topics: list[Topic]
+    venue: Venue | None
+    records: list[RecordView] = field(default_factory=list)
+
+    @property
+    def reproduction_state(self) -> str:
+        if self.records:
+            return "reproduced"
+        if self.paper.reproductions:
+            return "in-progress"
+        return "needed" if self.paper.needs_code else "not-needed"
+
+    @property
+    def uri(self) -> str:
+        return paper_uri(self.paper.id)
+
+    @property
+    def code_url(self) -> str | None:
+        repos = self.paper.code.repositories
+        official = [r for r in repos if r.official]
+        return (official or repos)[0].url if repos else None
+
+    def label_ids(self, family: str) -> list[str]:
+        return [lab.id for fam, lab in self.labels if fam.id == family]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+def paper_uri(paper_id: str) -> str:
+    return f"papers/{paper_id}.md"
+
+
+def venue_uri(venue_name: str) -> str:
+    return f"venues/{slug(venue_name)}.md"
+
+
+def page_url(src_uri: str, use_directory_urls: bool) -> str:
+    """The URL mkdocs gives a file at ``src_uri`` (same rules as ``mkdocs.structure.files.File``)."""
+    if not src_uri.endswith(".md"):
+        return src_uri
+    stem = src_uri[: -len(".md")]
+    if stem == "index" or stem.endswith("/index"):
+        return stem[: -len("index")]
+    return f"{stem}/" if use_directory_urls else f"{stem}.html"
+
+
+def tag_name(family: LabelFamily, label: Label) -> str:
+    """The mkdocs-material tag for a label, e.g. 'Type: Metric'."""
+    return f"{family.name}: {label.name}"
+
+
+def allowed_tags(catalog: Catalog) -> set[str]:
+    return {tag_name(fam, lab) for fam in catalog.labels.families for lab in fam.labels}
+
+
+def compare(record: ResultRecord) -> tuple[float | None, str]:
+    """Gap to the paper and whether the two agree within their stated intervals."""
+    if record.paper_value is None:
+        return None, ""
+    gap = record.value - record.paper_value.value
+    margin = (record.ci95 or 0.0) + (record.paper_value.pm or 0.0)
+    if abs(gap) <= margin:
+        return gap, "agrees"
+    return gap, "better" if (gap > 0) == record.higher_is_better else "worse"
+
+
+class SiteContent:
+    """All generated pages and files of one build."""
+
+    venue_uri = staticmethod(venue_uri)
+
+    def __init__(self, catalog: Catalog, records: list[tuple[Path, ResultRecord]], use_directory_urls: bool = True):
+        self.catalog = catalog
+        self.use_directory_urls = use_directory_urls
+        self.families = {fam.id: fam for fam in catalog.labels.families}
+        self.topics = {t.id: t for t in catalog.topics.topics}
+        self.venues = {v.id: v for v in catalog.venues.venues}
+        self.assets: list[GeneratedAsset] = []
+        self.papers = [self._paper_view(p) for p in catalog.papers.values()]
+        self.by_id = {v.paper.id: v for v in self.papers}
+        for path, record in records:
+            self._attach(path, record)
+
+    # ---------------------------------------------------------------- view models
+    def _paper_view(self, paper: Paper) -> PaperView:
+        labels = []
+        for fam in self.catalog.labels.families:
+            known = {lab.id: lab for lab in fam.labels}
+            labels += [(fam, known[i]) for i in getattr(paper.labels, fam.id) if i in known]
+        return PaperView(
+            paper=paper,
+            labels=labels,
+            topics=[self.topics[t] for t in paper.topics if t in self.topics],
+            venue=self.venues.get(paper.venue_name),
+        )
+
+    def _attach(self, path: Path, record: ResultRecord) -> None:
+        view = self.by_id.get(record.paper)
+        if view is None:  # a record for a paper not in the catalog: the checks report it
+            return
+        plot_uri = None
+        if record.plot and (path.parent / record.plot).is_file():
+            source = (path.parent / record.plot).resolve()
+            plot_uri = f"reproductions/{record.reproduction}/{path.stem}-{source.name}"
+            self.assets.append(GeneratedAsset(plot_uri, source=source))
+        gap, verdict = compare(record)
+        view.records.append(RecordView(record, path, plot_uri, gap, verdict))
+
+    # ---------------------------------------------------------------- links
+    def linker(self, current_uri: str):
+        """``href(target_uri, **query)`` relative to the page at ``current_uri``, for templates."""
+        here = page_url(current_uri, self.use_directory_urls)
+
+        def href(target: str, fragment: str = "", **query: str) -> str:
+            url = get_relative_url(page_url(target, self.use_directory_urls), here) if target else ""
+            if url == "." and (query or fragment):
+                url = "./"
+            if query:
+                url += "?" + urlencode({k: v for k, v in query.items() if v})
+            return url + (f"#{fragment}" if fragment else "")
+
+        return href
+
+    def _render(self, uri: str, template: str, **context: Any) -> GeneratedPage:
+        context.setdefault("site", self)
+        return GeneratedPage(uri, render(template, href=self.linker(uri), **context))
+
+    # ---------------------------------------------------------------- facets
+    @property
+    def corrections(self) -> list[tuple[PaperView, Any]]:
+        return [(v, c) for v in self.papers for c in v.paper.corrections]
+
+    @property
+    def reproduced(self) -> list[PaperView]:
+        return [v for v in self.papers if v.records or v.paper.reproductions]
+
+    def newest(self, n: int = NEWEST_ON_HOME) -> list[PaperView]:
+        return sorted(self.papers, key=lambda v: (v.paper.added, v.paper.date, v.paper.id), reverse=True)[:n]
+
+    def by_venue(self) -> dict[str, list[PaperView]]:
+        groups: dict[str, list[PaperView]] = defaultdict(list)
+        for v in self.papers:
+            groups[v.paper.venue_name].append(v)
+        order = {vid: i for i, vid in enumerate(self.venues)}
+        return dict(sorted(groups.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0].lower())))
+
+    def by_year(self) -> dict[int, list[PaperView]]:
+        groups: dict[int, list[PaperView]] = defaultdict(list)
+        for v in self.papers:
+            groups[v.paper.year].append(v)
+        return dict(sorted(groups.items(), reverse=True))
+
+    def by_topic(self) -> dict[str, list[PaperView]]:
+        groups: dict[str, list[PaperView]] = {t: [] for t in self.topics}
+        for v in self.papers:
+            for t in v.topics:
+                groups[t.id].append(v)
+        return groups
+
+    def venue_name(self, venue_id: str) -> str:
+        venue = self.venues.get(venue_id)
+        return venue.name if venue else venue_id
+
+    # ---------------------------------------------------------------- pages
+    def pages(self) -> list[GeneratedPage]:
+        pages = [
+            self._render("index.md", "home.md.j2"),
+            self._render("papers/index.md", "explorer.md.j2", states=REPRODUCTION_STATES, code_states=CODE_STATES),
+            self._render("topics/index.md", "topics.md.j2", groups=self.by_topic()),
+            self._render("venues/index.md", "venues.md.j2", groups=self.by_venue(), venue_uri=venue_uri),
+            self._render("years/index.md", "years.md.j2", groups=self.by_year()),
+            self._render("reproductions/index.md", "reproductions.md.j2"),
+            self._render("corrections.md", "corrections.md.j2"),
+            self._render("resources.md", "resources.md.j2", kinds=RESOURCE_KINDS),
+            self._render("downloads.md", "downloads.md.j2", files=self.download_names()),
+        ]
+        for view in self.papers:
+            tags = [tag_name(fam, lab) for fam, lab in view.labels]
+            meta = front_matter(view.paper.title, tags=tags)
+            pages.append(self._render(view.uri, "paper.md.j2", meta=meta, v=view, bibtex=exports.paper_bibtex(view.paper)))
+        for topic_id, views in self.by_topic().items():
+            topic = self.topics[topic_id]
+            pages.append(self._render(f"topics/{topic_id}.md", "group.md.j2", meta=front_matter(topic.name),
+                                      heading=topic.name, intro=topic.intro, views=views, query={"topic": topic_id}))
+        for venue_id, views in self.by_venue().items():
+            pages.append(self._render(venue_uri(venue_id), "group.md.j2", meta=front_matter(venue_id),
+                                      heading=venue_id, intro=self.venue_name(venue_id), views=views,
+                                      query={"venue": venue_id}))
+        for year, views in self.by_year().items():
+            pages.append(self._render(f"years/{year}.md", "group.md.j2", meta=front_matter(str(year)),
+                                      heading=str(year), intro="", views=views, query={"year": str(year)}))
+        return pages
+
+    def download_names(self) -> dict[str, str]:
+        return {"json": "downloads/catalog.json", "bibtex": "downloads/meta-learning-atlas.bib"}
+
+    def downloads(self) -> list[GeneratedAsset]:
+        names = self.download_names()
+        return [
+            GeneratedAsset(names["json"], content=exports.catalog_to_json(self.catalog)),
+            GeneratedAsset(names["bibtex"], content=exports.catalog_bibtex(self.catalog)),
+        ]
