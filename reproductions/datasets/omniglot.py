@@ -1,0 +1,433 @@
+"""Omniglot (Lake, Salakhutdinov & Tenenbaum 2015): download, verify, cache, extract and load.
+
+The archives come from the official repository (github.com/brendenlake/omniglot, folder ``python/``).
+Where they are kept, in order of precedence:
+
+1. ``--data-dir DIR`` (a command-line flag of every Omniglot command): the archives are in DIR itself.
+   Archives already there (copied by hand, or from an earlier run) are verified and used, never re-fetched.
+2. ``$MLATLAS_DATA_DIR/omniglot`` when the environment variable is set.
+3. The platform's user data folder, e.g. ``~/.local/share/mlatlas/omniglot`` on Linux (honours
+   ``$XDG_DATA_HOME``), ``~/Library/Application Support/mlatlas/omniglot`` on macOS.
+
+Checksums. The three small archives are pinned by SHA-256 (measured on copies of the official files).
+For the two full archives the only published checksums we know are the MD5 sums that torchvision's
+``Omniglot`` data set class pins; we pin those. For every archive the observed SHA-256 is also written to
+``checksums.json`` in the data folder on first use, and later uses must match it (trust on first use),
+and every archive must pass a zip integrity test. A mismatch is an error that names the file and what to do.
+
+Downloads go through ``requests``, stream to ``<name>.part``, retry with exponential back-off and resume
+from where they stopped with an HTTP ``Range`` request. The base URL can be changed with ``--base-url``
+or ``$MLATLAS_OMNIGLOT_URL`` (a mirror, or a local test server).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import platformdirs
+import requests
+from PIL import Image
+from tqdm import tqdm
+
+DEFAULT_BASE_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master"
+BASE_URL_ENV = "MLATLAS_OMNIGLOT_URL"
+DATA_DIR_ENV = "MLATLAS_DATA_DIR"
+CHECKSUM_FILE = "checksums.json"
+IMAGE_SIZE = 28  # the resolution used by Vinyals et al. 2016 and most later few-shot work
+
+
+class OmniglotDataError(RuntimeError):
+    """A problem with the Omniglot files that the user can act on; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Archive:
+    name: str  # file name, e.g. "images_background.zip"
+    repo_path: str  # path inside the official repository
+    sha256: str | None = None  # pinned SHA-256, when known
+    md5: str | None = None  # pinned MD5, when that is all that is published
+    pin_source: str = ""  # where the pinned checksum comes from
+
+    @property
+    def folder(self) -> str:
+        """Top-level folder inside the archive (and name of the extracted folder)."""
+        return self.name.removesuffix(".zip")
+
+
+ARCHIVES: dict[str, Archive] = {
+    a.name: a
+    for a in [
+        Archive(
+            "images_background.zip",
+            "python/images_background.zip",
+            md5="68d2efa1b9178cc56df9314c21c6e718",
+            pin_source="MD5 pinned by torchvision.datasets.Omniglot (no SHA-256 is published)",
+        ),
+        Archive(
+            "images_evaluation.zip",
+            "python/images_evaluation.zip",
+            md5="6b91aef0f799c5bb55b94e3f2daec811",
+            pin_source="MD5 pinned by torchvision.datasets.Omniglot (no SHA-256 is published)",
+        ),
+        Archive(
+            "images_background_small1.zip",
+            "python/images_background_small1.zip",
+            sha256="f38eb80f801274ac2b4dff5b24289016bfaba4a7d5bb50deebf27104ad6cb8a4",
+            pin_source="SHA-256 measured on a copy of the official file",
+        ),
+        Archive(
+            "images_background_small2.zip",
+            "python/images_background_small2.zip",
+            sha256="3ccaa407515a8778e5d0861875af38b17e418f301ad5bb3b5a6b65d901a41c7f",
+            pin_source="SHA-256 measured on a copy of the official file",
+        ),
+        Archive(
+            "all_runs.zip",
+            "python/one-shot-classification/all_runs.zip",
+            sha256="437c1eeab0af8484112e1b4cc0f3d541ec727f7c47b9b202da738af9dfd6c325",
+            pin_source="SHA-256 measured on a copy of the official file",
+        ),
+    ]
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Where things live
+# --------------------------------------------------------------------------------------------------
+
+
+def resolve_data_dir(flag: str | os.PathLike | None = None) -> Path:
+    """The folder that holds the Omniglot archives: the flag, else $MLATLAS_DATA_DIR/omniglot, else the user data dir."""
+    if flag:
+        return Path(flag).expanduser()
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env).expanduser() / "omniglot"
+    return Path(platformdirs.user_data_dir("mlatlas", appauthor=False)) / "omniglot"
+
+
+def resolve_base_url(flag: str | None = None) -> str:
+    return (flag or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
+
+
+# --------------------------------------------------------------------------------------------------
+# Verification
+# --------------------------------------------------------------------------------------------------
+
+
+def _digests(path: Path) -> tuple[str, str]:
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(block)
+            md5.update(block)
+    return sha.hexdigest(), md5.hexdigest()
+
+
+def _read_recorded(data_dir: Path) -> dict[str, str]:
+    path = data_dir / CHECKSUM_FILE
+    if not path.exists():
+        return {}
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise OmniglotDataError(f"{path}: unreadable checksum record ({exc}); delete it to start afresh") from exc
+    return {k: v for k, v in recorded.items() if isinstance(v, str)}
+
+
+def _record(data_dir: Path, name: str, sha256: str) -> None:
+    recorded = _read_recorded(data_dir)
+    if recorded.get(name) == sha256:
+        return
+    recorded[name] = sha256
+    _atomic_write_text(data_dir / CHECKSUM_FILE, json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def verify_archive(path: Path, archive: Archive, data_dir: Path) -> str:
+    """Check ``path`` against the pinned and recorded checksums and the zip structure; return its SHA-256.
+
+    Raises :class:`OmniglotDataError` naming the file, the expected and observed values and the remedy.
+    """
+    size = path.stat().st_size
+    sha256, md5 = _digests(path)
+    hint = "The file is corrupt or truncated; delete it and run again to download a fresh copy."
+    if archive.sha256 and sha256 != archive.sha256:
+        raise OmniglotDataError(
+            f"{path}: SHA-256 {sha256} ({size:,} bytes) does not match the pinned {archive.sha256}. {hint}"
+        )
+    if archive.md5 and md5 != archive.md5:
+        raise OmniglotDataError(f"{path}: MD5 {md5} ({size:,} bytes) does not match the pinned {archive.md5}. {hint}")
+    recorded = _read_recorded(data_dir).get(archive.name)
+    if recorded and recorded != sha256:
+        raise OmniglotDataError(
+            f"{path}: SHA-256 {sha256} differs from {recorded}, recorded in {data_dir / CHECKSUM_FILE} "
+            f"when this archive was first verified. {hint}"
+        )
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except zipfile.BadZipFile as exc:
+        raise OmniglotDataError(f"{path}: not a readable zip archive ({exc}). {hint}") from exc
+    if bad is not None:
+        raise OmniglotDataError(f"{path}: member {bad!r} fails its CRC check. {hint}")
+    _record(data_dir, archive.name, sha256)
+    return sha256
+
+
+# --------------------------------------------------------------------------------------------------
+# Download with retry and resume
+# --------------------------------------------------------------------------------------------------
+
+
+class _Interrupted(Exception):
+    """The connection ended before the announced number of bytes arrived."""
+
+
+def _download(url: str, part: Path, *, session: requests.Session, retries: int, timeout: float,
+              backoff: float, progress: bool) -> None:
+    """Stream ``url`` into ``part``, resuming with a Range request after each interruption."""
+    last_error: Exception | None = None
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(backoff * 2 ** (attempt - 1))
+        have = part.stat().st_size if part.exists() else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        try:
+            with session.get(url, headers=headers, stream=True, timeout=timeout) as resp:
+                if resp.status_code == 416:  # our partial file is not a prefix the server knows: start over
+                    part.unlink(missing_ok=True)
+                    last_error = _Interrupted(f"server refused to resume at byte {have}")
+                    continue
+                if resp.status_code == 404:
+                    raise OmniglotDataError(f"{url}: not found (HTTP 404); check --base-url / ${BASE_URL_ENV}")
+                if resp.status_code >= 500:
+                    last_error = requests.HTTPError(f"HTTP {resp.status_code}")
+                    continue
+                if resp.status_code not in (200, 206):
+                    raise OmniglotDataError(f"{url}: HTTP {resp.status_code} {resp.reason}")
+                resumed = resp.status_code == 206 and have > 0
+                if resumed and not resp.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+                    part.unlink(missing_ok=True)  # the server resumed somewhere else: start over
+                    last_error = _Interrupted(f"unexpected Content-Range {resp.headers.get('Content-Range')!r}")
+                    continue
+                if not resumed:
+                    have = 0  # the server sent the whole file
+                length = resp.headers.get("Content-Length")
+                total = have + int(length) if length is not None else None
+                with part.open("ab" if resumed else "wb") as fh, tqdm(
+                    total=total, initial=have, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"),
+                    disable=not progress, leave=False,
+                ) as bar:
+                    for chunk in resp.iter_content(chunk_size=1 << 16):
+                        fh.write(chunk)
+                        bar.update(len(chunk))
+                got = part.stat().st_size
+                if total is not None and got != total:
+                    raise _Interrupted(f"received {got:,} of {total:,} bytes")
+                return
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                _Interrupted) as exc:
+            last_error = exc
+    raise OmniglotDataError(
+        f"{url}: download failed after {retries + 1} attempts ({last_error}). The partial file "
+        f"{part} is kept; run again to resume, or put the archive in the data folder by hand."
+    )
+
+
+def fetch_archive(name: str, data_dir: str | os.PathLike | None = None, *, base_url: str | None = None,
+                  retries: int = 4, timeout: float = 30.0, backoff: float = 1.0, progress: bool = True,
+                  session: requests.Session | None = None) -> Path:
+    """Return the verified path of archive ``name`` in the data folder, downloading it if it is absent."""
+    if name not in ARCHIVES:
+        raise OmniglotDataError(f"unknown Omniglot archive {name!r}; known: {', '.join(ARCHIVES)}")
+    archive = ARCHIVES[name]
+    folder = resolve_data_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if path.exists():
+        verify_archive(path, archive, folder)
+        return path
+    url = f"{resolve_base_url(base_url)}/{archive.repo_path}"
+    part = folder / (name + ".part")
+    _download(url, part, session=session or requests.Session(), retries=retries, timeout=timeout,
+              backoff=backoff, progress=progress)
+    try:
+        verify_archive(part, archive, folder)
+    except OmniglotDataError as exc:
+        part.unlink(missing_ok=True)
+        raise OmniglotDataError(f"downloaded {url} but it failed verification (deleted it): {exc}") from exc
+    os.replace(part, path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Safe extraction
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_member(info: zipfile.ZipInfo, archive_path: Path) -> None:
+    name = info.filename
+    pure = PurePosixPath(name.replace("\\", "/"))
+    mode = info.external_attr >> 16
+    problem = None
+    if pure.is_absolute() or (len(name) > 1 and name[1] == ":"):
+        problem = "is an absolute path"
+    elif ".." in pure.parts:
+        problem = "climbs out of the target folder"
+    elif stat.S_ISLNK(mode):
+        problem = "is a symbolic link"
+    if problem:
+        raise OmniglotDataError(f"{archive_path}: member {name!r} {problem}; refusing to extract this archive")
+
+
+def extract_archive(archive_path: Path, dest_root: Path | None = None) -> Path:
+    """Extract a verified archive next to it (or under ``dest_root``); return the top-level folder.
+
+    Every member is checked first: absolute paths, ``..`` and symbolic links are refused, so nothing can
+    land outside the target. Extraction goes to a temporary folder that is renamed into place when complete.
+    """
+    dest_root = Path(dest_root or archive_path.parent)
+    target = dest_root / archive_path.name.removesuffix(".zip")
+    if (target / ".complete").exists():
+        return target
+    with zipfile.ZipFile(archive_path) as zf:
+        members = zf.infolist()
+        for info in members:
+            _check_member(info, archive_path)
+        tmp = Path(tempfile.mkdtemp(dir=dest_root, prefix=f".{target.name}."))
+        try:
+            root = tmp.resolve()
+            for info in members:
+                out = (root / info.filename).resolve()
+                if root not in out.parents and out != root:  # belt and braces after _check_member
+                    raise OmniglotDataError(f"{archive_path}: member {info.filename!r} escapes the target folder")
+                zf.extract(info, root)
+            inner = root / target.name
+            source = inner if inner.is_dir() else root
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(source, target)
+            (target / ".complete").write_text("extracted\n", encoding="utf-8")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def prepare(name: str, data_dir: str | os.PathLike | None = None, **fetch_kwargs) -> Path:
+    """Fetch (if needed), verify and extract archive ``name``; return the extracted folder."""
+    return extract_archive(fetch_archive(name, data_dir, **fetch_kwargs))
+
+
+# --------------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------------
+
+
+def load_image(source, size: int | None = IMAGE_SIZE) -> np.ndarray:
+    """Read one Omniglot PNG as float32 with ink = 1 and paper = 0, resized to ``size`` x ``size``."""
+    with Image.open(source) as img:
+        img = img.convert("L")
+        if size is not None and img.size != (size, size):
+            img = img.resize((size, size), Image.Resampling.LANCZOS)
+        pixels = np.asarray(img, dtype=np.float32) / 255.0
+    return np.clip(1.0 - pixels, 0.0, 1.0)
+
+
+@dataclass
+class CharacterSet:
+    """All drawings of a set of characters: ``images[c, d]`` is drawing ``d`` of character ``c``."""
+
+    images: np.ndarray  # [characters, drawings, size, size], float32, ink = 1
+    names: list[str]  # "Alphabet/characterNN"
+
+    @property
+    def alphabets(self) -> list[str]:
+        return sorted({n.split("/")[0] for n in self.names})
+
+    def subset(self, keep) -> CharacterSet:
+        idx = [i for i, n in enumerate(self.names) if keep(n)]
+        return CharacterSet(self.images[idx], [self.names[i] for i in idx])
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def load_character_set(folder: Path, size: int = IMAGE_SIZE) -> CharacterSet:
+    """Load every ``Alphabet/characterNN/*.png`` under an extracted Omniglot images folder."""
+    folder = Path(folder)
+    char_dirs = sorted(p for p in folder.glob("*/*") if p.is_dir())
+    if not char_dirs:
+        raise OmniglotDataError(f"{folder}: no Alphabet/character folders found; is this an Omniglot images folder?")
+    stacks, names, counts = [], [], set()
+    for cdir in tqdm(char_dirs, desc=f"loading {folder.name}", unit="char", leave=False):
+        files = sorted(cdir.glob("*.png"))
+        counts.add(len(files))
+        stacks.append(np.stack([load_image(f, size) for f in files]))
+        names.append(f"{cdir.parent.name}/{cdir.name}")
+    if len(counts) != 1:
+        raise OmniglotDataError(f"{folder}: characters have differing numbers of drawings {sorted(counts)}")
+    return CharacterSet(np.stack(stacks), names)
+
+
+def load_images(name: str, data_dir=None, size: int = IMAGE_SIZE, **fetch_kwargs) -> CharacterSet:
+    """Fetch, verify, extract and load one images archive (e.g. ``images_background_small1.zip``)."""
+    if not name.startswith("images_"):
+        raise OmniglotDataError(f"{name} is not an images archive")
+    return load_character_set(prepare(name, data_dir, **fetch_kwargs), size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m reproductions.datasets.omniglot``: download and verify archives ahead of time."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m reproductions.datasets.omniglot",
+        description="Download, verify and extract the Omniglot archives into the data folder.",
+    )
+    parser.add_argument("archives", nargs="*", default=list(ARCHIVES), metavar="ARCHIVE",
+                        help=f"archives to fetch (default: all of {', '.join(ARCHIVES)})")
+    add_data_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        for name in args.archives:
+            folder = prepare(name, args.data_dir, base_url=args.base_url)
+            print(f"{name}: ok -> {folder}")
+    except OmniglotDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_data_arguments(parser) -> None:
+    """The ``--data-dir`` / ``--base-url`` flags shared by every command that reads Omniglot."""
+    parser.add_argument(
+        "--data-dir", default=None,
+        help=f"folder holding the Omniglot archives (default: ${DATA_DIR_ENV}/omniglot if set, else "
+             f"{resolve_data_dir()}); archives already there are verified and used as they are",
+    )
+    parser.add_argument(
+        "--base-url", default=None,
+        help=f"where to download from (default: ${BASE_URL_ENV}, else {DEFAULT_BASE_URL})",
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
