@@ -19,7 +19,6 @@ from mkdocs.structure.files import File, Files
 
 from mlatlas.loader import load_valid_catalog
 from mlatlas.problems import CatalogError
-from mlatlas.records import load_records
 from mlatlas.site.pages import SiteContent, allowed_tags
 
 _state: dict[str, SiteContent] = {}
@@ -36,10 +35,7 @@ def load_site(root: Path, use_directory_urls: bool = True) -> SiteContent:
         catalog = load_valid_catalog(root)
     except CatalogError as exc:
         raise PluginError(f"the catalog has problems; fix them first:\n{exc}") from None
-    records, problems = load_records(root)
-    if problems:
-        raise PluginError("broken result records:\n" + "\n".join(str(p) for p in problems))
-    return SiteContent(catalog, records, use_directory_urls=use_directory_urls)
+    return SiteContent(catalog, use_directory_urls=use_directory_urls)
 
 
 def on_config(config, **kwargs):
@@ -76,6 +72,6 @@ def _add(files: Files, file: File) -> None:
 def on_serve(server, config, builder, **kwargs):
     root = catalog_root(config)
     server.watch(str(root / "catalog"))
-    if (root / "reproductions").is_dir():
-        server.watch(str(root / "reproductions"))
+    for results in sorted((root / "reproductions").glob("*/results")):
+        server.watch(str(results))
     return server

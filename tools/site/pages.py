@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import json
+
 from mkdocs.utils import get_relative_url
 
+from mlatlas.bibtex import bibtex_keys, catalog_bibtex, paper_bibtex
 from mlatlas.catalog import Catalog
+from mlatlas.export_json import catalog_to_json
 from mlatlas.models import Label, LabelFamily, Paper, Topic, Venue
 from mlatlas.records import ResultRecord
-from mlatlas.site import exports
 from mlatlas.site.render import front_matter, render
 
 NEWEST_ON_HOME = 8
@@ -136,7 +139,7 @@ class SiteContent:
 
     venue_uri = staticmethod(venue_uri)
 
-    def __init__(self, catalog: Catalog, records: list[tuple[Path, ResultRecord]], use_directory_urls: bool = True):
+    def __init__(self, catalog: Catalog, use_directory_urls: bool = True):
         self.catalog = catalog
         self.use_directory_urls = use_directory_urls
         self.families = {fam.id: fam for fam in catalog.labels.families}
@@ -145,7 +148,7 @@ class SiteContent:
         self.assets: list[GeneratedAsset] = []
         self.papers = [self._paper_view(p) for p in catalog.papers.values()]
         self.by_id = {v.paper.id: v for v in self.papers}
-        for path, record in records:
+        for path, record in catalog.records:
             self._attach(path, record)
 
     # ---------------------------------------------------------------- view models
@@ -241,10 +244,12 @@ class SiteContent:
             self._render("resources.md", "resources.md.j2", kinds=RESOURCE_KINDS),
             self._render("downloads.md", "downloads.md.j2", files=self.download_names()),
         ]
+        keys = bibtex_keys(self.catalog)
         for view in self.papers:
+            bibtex = paper_bibtex(view.paper, self.catalog, keys[view.paper.id])
             tags = [tag_name(fam, lab) for fam, lab in view.labels]
             meta = front_matter(view.paper.title, tags=tags)
-            pages.append(self._render(view.uri, "paper.md.j2", meta=meta, v=view, bibtex=exports.paper_bibtex(view.paper)))
+            pages.append(self._render(view.uri, "paper.md.j2", meta=meta, v=view, bibtex=bibtex))
         for topic_id, views in self.by_topic().items():
             topic = self.topics[topic_id]
             pages.append(self._render(f"topics/{topic_id}.md", "group.md.j2", meta=front_matter(topic.name),
@@ -264,6 +269,6 @@ class SiteContent:
     def downloads(self) -> list[GeneratedAsset]:
         names = self.download_names()
         return [
-            GeneratedAsset(names["json"], content=exports.catalog_to_json(self.catalog)),
-            GeneratedAsset(names["bibtex"], content=exports.catalog_bibtex(self.catalog)),
+            GeneratedAsset(names["json"], content=json.dumps(catalog_to_json(self.catalog), indent=2, ensure_ascii=False) + "\n"),
+            GeneratedAsset(names["bibtex"], content=catalog_bibtex(self.catalog)),
         ]

@@ -192,6 +192,9 @@
       });
     });
     readUrl();
+    // On a phone the label chips fold away unless the URL chose some.
+    var facets = root.querySelector("details.mla-facets");
+    if (facets && window.matchMedia("(max-width: 45em)").matches && !chips.some(isPressed)) facets.open = false;
     order();
     apply();
     root.dataset.ready = "true";
