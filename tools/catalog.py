@@ -19,6 +19,7 @@ class Catalog:
     resources: dict[str, list[Any]] = field(default_factory=dict)  # "books" -> [Book, ...]
     records: list[Any] = field(default_factory=list)  # (record file, ResultRecord), valid ones only
     files: dict[str, Path] = field(default_factory=dict)  # paper id -> its YAML file
+    unreadable: set[str] = field(default_factory=set)  # stems of paper files that failed validation
     docs: dict[Path, Any] = field(default_factory=dict, repr=False)  # file -> parsed YamlDoc (for line numbers)
 
     def label(self, family: str, label_id: str):

@@ -160,6 +160,7 @@ def _check_references(rep: _Reporter) -> None:
     catalog = rep.catalog
     packages = _reproduction_packages(catalog.root)
     ids = list(catalog.papers)
+    known = set(ids) | catalog.unreadable  # a paper whose own file is broken was reported already
     for pid, paper in catalog.papers.items():
         path = catalog.files[pid]
         for i, name in enumerate(paper.reproductions):
@@ -169,14 +170,14 @@ def _check_references(rep: _Reporter) -> None:
             rep.add(path, ("needs_code",), "needs code and has no reproduction yet", severity="info")
         for i, result in enumerate(paper.results):
             source = result.source.paper
-            if source and source not in catalog.papers:
+            if source and source not in known:
                 rep.add(path, ("results", i, "source", "paper"), f"no catalog paper {source!r}{hint(source, ids)}")
     datasets_file = catalog_dir(catalog.root) / "resources" / "datasets.yaml"
     for i, dataset in enumerate(catalog.resources.get("datasets", [])):
-        if dataset.paper and dataset.paper not in catalog.papers:
+        if dataset.paper and dataset.paper not in known:
             rep.add(datasets_file, ("datasets", i, "paper"), f"no catalog paper {dataset.paper!r}{hint(dataset.paper, ids)}")
     for path, record in catalog.records:
-        if record.paper not in catalog.papers:
+        if record.paper not in known:
             rep.add(path, ("paper",), f"no catalog paper {record.paper!r}{hint(record.paper, ids)}")
         if record.reproduction not in packages:
             rep.add(
@@ -185,7 +186,7 @@ def _check_references(rep: _Reporter) -> None:
                 f"no reproduction package reproductions/{record.reproduction}/{hint(record.reproduction, packages)}",
             )
         source = record.paper_value.paper if record.paper_value else None
-        if source and source not in catalog.papers:
+        if source and source not in known:
             rep.add(path, ("paper_value", "paper"), f"no catalog paper {source!r}{hint(source, ids)}")
 
 

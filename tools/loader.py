@@ -34,6 +34,7 @@ def _load_papers(catalog: Catalog, folder: Path, problems: list[Problem]) -> Non
                     Problem(relative(path, root), 1, "", f"the first line must be '{SCHEMA_COMMENT}' (editor autocompletion)")
                 )
         if paper is None:
+            catalog.unreadable.add(path.stem)  # already reported; references to it are not errors too
             continue
         if paper.id in papers:
             first = relative(catalog.files[paper.id], root)

@@ -10,11 +10,11 @@ import datetime as dt
 from pathlib import Path
 from typing import Annotated
 
-import yaml
-from pydantic import Field, StringConstraints, ValidationError
+from pydantic import Field, StringConstraints
 
 from mlatlas.models import PackageName, ShortText, Slug, Strict, Text
-from mlatlas.problems import Problem, relative
+from mlatlas.problems import Problem
+from mlatlas.readers import read_model
 
 
 class PaperValue(Strict):
@@ -62,15 +62,7 @@ def load_records(root: Path) -> tuple[list[tuple[Path, ResultRecord]], list[Prob
     records: list[tuple[Path, ResultRecord]] = []
     problems: list[Problem] = []
     for path in sorted((root / "reproductions").glob("*/results/*.yaml")):
-        try:
-            record = ResultRecord.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-        except yaml.YAMLError as exc:
-            problems.append(Problem(relative(path, root), 0, "", f"broken YAML: {exc}"))
-            continue
-        except ValidationError as exc:
-            for err in exc.errors():
-                loc = ".".join(str(x) for x in err["loc"])
-                problems.append(Problem(relative(path, root), 0, loc, err["msg"]))
-            continue
-        records.append((path, record))
+        record, _ = read_model(path, ResultRecord, root, problems)  # size limit, no aliases, lines in problems
+        if record is not None:
+            records.append((path, record))
     return records, problems

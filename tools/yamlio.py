@@ -147,7 +147,9 @@ def read_yaml(path: Path, max_bytes: int = MAX_BYTES) -> YamlDoc:
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise YamlError(0, f"file is {size / 1024:.0f} KiB, over the {max_bytes // 1024} KiB limit for one file")
+            raise YamlError(
+                0, f"file is {size:,} bytes, over the limit of {max_bytes:,} bytes ({max_bytes // 1024} KiB) for one file"
+            )
         raw = path.read_bytes()
     except OSError as exc:
         raise YamlError(0, f"cannot read file: {exc.strerror or exc}") from None

@@ -1,0 +1,58 @@
+"""Shared fixtures. Keep this small: fixtures used by one test file belong in that file."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import zlib
+from pathlib import Path
+
+import pytest
+
+FIXTURE_CATALOG = Path(__file__).parent / "fixtures" / "catalog"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class CatalogTree:
+    """A throw-away copy of the tiny fixture catalog (two papers, one dataset, one result record)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
+    def paper(self, paper_id: str) -> Path:
+        return self.root / "catalog" / "papers" / f"{paper_id}.yaml"
+
+    def read(self, relative: str) -> str:
+        return self.path(relative).read_text(encoding="utf-8")
+
+    def write(self, relative: str, text: str) -> Path:
+        path = self.path(relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def edit(self, relative: str, old: str, new: str) -> None:
+        text = self.read(relative)
+        assert old in text, f"{old!r} not in {relative}"
+        self.write(relative, text.replace(old, new, 1))
+
+    def copy_paper(self, source_id: str, new_id: str, *replacements: tuple[str, str]) -> Path:
+        """A new paper made from an existing one: new id, arXiv id, title and repository, plus ``replacements``."""
+        text = self.paper(source_id).read_text(encoding="utf-8").replace(f"id: {source_id}\n", f"id: {new_id}\n")
+        text = re.sub(r'arxiv: "[^"]*"', f'arxiv: "2001.{zlib.crc32(new_id.encode()) % 90000 + 10000}"', text)
+        text = text.replace("\ntitle: ", f"\ntitle: {new_id.title()} and ", 1)
+        text = text.replace("https://github.com/example/alpha", f"https://github.com/example/{new_id}")
+        for old, new in replacements:
+            assert old in text, f"{old!r} not in {source_id}"
+            text = text.replace(old, new)
+        return self.write(f"catalog/papers/{new_id}.yaml", text)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> CatalogTree:
+    root = tmp_path / "atlas"
+    shutil.copytree(FIXTURE_CATALOG, root)
+    return CatalogTree(root)
