@@ -1,0 +1,280 @@
+"""The website, built once from the real catalog plus one hostile fixture paper with a reproduction
+record, served by a real HTTP server on 127.0.0.1 and driven in Debian's Chromium through Playwright."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import yaml
+from PIL import Image
+
+from mlatlas.loader import load_valid_catalog
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+FIXTURE_ID = "zz-site-fixture"
+FIXTURE_TITLE = "<script>window.__pwned = 1</script> *Starred* [Linked](https://example.org) _Meta_ <b>Learning</b>"
+SUMMARY_WORD = "quokkafication"  # appears only in the fixture paper's summary
+FIXTURE_LABELS = {"framework": ["meta-learning"], "type": ["metric-based"], "modality": ["text"]}
+
+
+def _fixture_paper() -> dict:
+    return {
+        "id": FIXTURE_ID,
+        "title": FIXTURE_TITLE,
+        "method": "FixtureNet",
+        "authors": ["Ada Fixture", "Bob <i>Tester</i>"],
+        "date": "2026-01-05",
+        "year": 2026,
+        "venue": "arXiv 2026",
+        "labels": FIXTURE_LABELS,
+        "topics": ["few-shot-learning"],
+        "code": {"status": "none"},
+        "needs_code": True,
+        "reproductions": ["site_fixture"],
+        "summary": f"A test entry for the website: its summary holds the word {SUMMARY_WORD}, "
+        "which no other entry uses, so the site search must find this page by it.",
+        "added": "2026-11-22",
+    }
+
+
+def _fixture_record() -> dict:
+    return {
+        "paper": FIXTURE_ID,
+        "reproduction": "site_fixture",
+        "benchmark": "Omniglot",
+        "setting": "5-way 1-shot",
+        "metric": "accuracy",
+        "unit": "%",
+        "higher_is_better": True,
+        "value": 95.25,
+        "ci95": 0.4,
+        "paper_value": {"value": 98.7, "pm": 0.4, "citation": "Fixture et al. 2026", "table": "Table 2"},
+        "budget": "2,000 meta-iterations",
+        "plot": "omniglot.png",
+        "environment": {
+            "command": "mlatlas reproduce site_fixture --benchmark omniglot",
+            "commit": "abcdef1",
+            "hardware": "test machine",
+            "device": "cpu",
+            "versions": {"python": "3.11", "torch": "2.13.0"},
+            "wall_time_s": 90.0,
+            "date": "2026-11-22",
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def atlas_root(tmp_path_factory) -> Path:
+    """The real catalog plus the fixture paper and its reproduction record (with a plot)."""
+    root = tmp_path_factory.mktemp("atlas")
+    shutil.copytree(PROJECT_ROOT / "catalog", root / "catalog")
+    paper = root / "catalog" / "papers" / f"{FIXTURE_ID}.yaml"
+    header = "# yaml-language-server: $schema=../schema/paper.schema.json\n"
+    paper.write_text(header + yaml.safe_dump(_fixture_paper(), allow_unicode=True, sort_keys=False), encoding="utf-8")
+    results = root / "reproductions" / "site_fixture" / "results"
+    results.mkdir(parents=True)
+    (root / "reproductions" / "__init__.py").write_text("")
+    (root / "reproductions" / "site_fixture" / "__init__.py").write_text("")
+    (results / "omniglot.yaml").write_text(yaml.safe_dump(_fixture_record(), sort_keys=False), encoding="utf-8")
+    Image.new("RGB", (64, 32), (200, 40, 40)).save(results / "omniglot.png")
+    return root
+
+
+def build_site(root: Path, out: Path, config: Path = PROJECT_ROOT / "mkdocs.yml") -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLATLAS_ROOT": str(root), "NO_MKDOCS_2_WARNING": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config), "-d", str(out)],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def built(atlas_root, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site") / "site"
+    result = build_site(atlas_root, out)
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def catalog(atlas_root):
+    return load_valid_catalog(atlas_root)
+
+
+# ------------------------------------------------------------------------------------ built files
+
+
+def test_every_paper_gets_a_page_and_the_downloads_hold_the_catalog(built, catalog):
+    for paper_id in catalog.papers:
+        assert (built / "papers" / paper_id / "index.html").is_file(), paper_id
+    exported = json.loads((built / "downloads" / "catalog.json").read_text(encoding="utf-8"))
+    assert [p["id"] for p in exported["papers"]] == list(catalog.papers)
+    bib = (built / "downloads" / "meta-learning-atlas.bib").read_text(encoding="utf-8")
+    assert bib.count("\n@") + bib.startswith("@") == len(catalog.papers)
+    for group in ("topics", "venues", "years"):
+        assert (built / group / "index.html").is_file()
+    assert (built / "years" / "2026" / "index.html").is_file()
+    assert (built / "reproductions" / "site_fixture" / "omniglot-omniglot.png").is_file()
+
+
+def test_no_catalog_string_reaches_the_html_unescaped(built):
+    for page in built.rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        assert "<script>window.__pwned" not in text, page
+        assert "<b>Learning</b>" not in text and "<i>Tester</i>" not in text, page
+
+
+# ------------------------------------------------------------------------------------ browser
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def server(built):
+    handler = functools.partial(_QuietHandler, directory=str(built))
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (CI installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}"))
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def visible_ids(page) -> list[str]:
+    return page.eval_on_selector_all(
+        "#mla-explorer tbody tr:not([hidden])", "rows => rows.map(r => r.dataset.id)"
+    )
+
+
+def test_search_finds_a_paper_by_a_word_only_in_its_summary(page, server):
+    page.goto(server)
+    page.click(".md-search__input")
+    # Type only once the worker has loaded search/search_index.json.
+    page.wait_for_function(
+        "() => document.querySelector('.md-search-result__meta')?.textContent.includes('Type to start')",
+        timeout=20000,
+    )
+    page.keyboard.type(SUMMARY_WORD)
+    hit = page.locator(f".md-search-result__item a[href*='papers/{FIXTURE_ID}/']").first
+    hit.wait_for(timeout=10000)
+    hit.click()
+    page.wait_for_url(f"**/papers/{FIXTURE_ID}/**")
+    assert page.locator("h1").first.inner_text() == " ".join(FIXTURE_TITLE.split())
+
+
+def test_two_labels_leave_exactly_the_matching_rows_and_the_url_restores_them(page, server, catalog):
+    expected = sorted(
+        pid for pid, p in catalog.papers.items()
+        if "metric-based" in p.labels.type and "text" in p.labels.modality
+    )
+    assert FIXTURE_ID in expected
+    page.goto(server + "papers/")
+    assert len(visible_ids(page)) == len(catalog.papers)
+    page.click("button[data-facet='type'][data-value='metric-based']")
+    page.click("button[data-facet='modality'][data-value='text']")
+    assert sorted(visible_ids(page)) == expected
+    count = page.locator("[data-count]").inner_text()
+    assert count == f"{len(expected)} of {len(catalog.papers)} papers"
+    query = parse_qs(urlsplit(page.url).query)
+    assert query == {"type": ["metric-based"], "modality": ["text"]}
+
+    # A fresh page at the shared URL shows the same view.
+    shared = page.url
+    page.goto(server)
+    page.goto(shared)
+    assert sorted(visible_ids(page)) == expected
+    pressed = page.eval_on_selector_all(
+        "button[data-facet][aria-pressed='true']", "bs => bs.map(b => b.dataset.facet + ':' + b.dataset.value)"
+    )
+    assert sorted(pressed) == ["modality:text", "type:metric-based"]
+
+
+def test_explorer_works_with_the_keyboard(page, server, catalog):
+    page.goto(server + "papers/")
+    page.locator("input[data-text]").focus()
+    page.keyboard.type("fixturenet")
+    assert visible_ids(page) == [FIXTURE_ID]
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Backspace")
+    assert len(visible_ids(page)) == len(catalog.papers)
+    # Tab from the text box through the four selects to the first label chip, and toggle it with Space.
+    for _ in range(5):
+        page.keyboard.press("Tab")
+    focused = page.evaluate("() => [document.activeElement.dataset.facet, document.activeElement.dataset.value]")
+    first_family = catalog.labels.families[0]
+    assert focused == [first_family.id, first_family.labels[0].id]
+    page.keyboard.press("Space")
+    with_label = sorted(pid for pid, p in catalog.papers.items() if first_family.labels[0].id in getattr(p.labels, first_family.id))
+    assert sorted(visible_ids(page)) == with_label
+    page.keyboard.press("Enter")  # and off again
+    assert len(visible_ids(page)) == len(catalog.papers)
+    # Sort by year with Enter on the column header: oldest first, then newest first.
+    page.locator("button[data-sort='date']").focus()
+    page.keyboard.press("Enter")
+    assert page.get_attribute("th:has(button[data-sort='date'])", "aria-sort") == "descending"
+    assert visible_ids(page)[0] == FIXTURE_ID  # the fixture is the newest paper
+    page.keyboard.press("Enter")
+    assert page.get_attribute("th:has(button[data-sort='date'])", "aria-sort") == "ascending"
+    oldest = min(catalog.papers.values(), key=lambda p: (p.date, p.id)).id
+    assert visible_ids(page)[0] == oldest
+    assert parse_qs(urlsplit(page.url).query) == {"sort": ["date"]}
+
+
+def test_paper_page_shows_bibtex_reproduction_and_escaped_text(page, server):
+    page.goto(server + f"papers/{FIXTURE_ID}/")
+    assert page.locator("h1").first.inner_text() == " ".join(FIXTURE_TITLE.split())
+    assert page.evaluate("() => window.__pwned") is None
+    assert "Bob <i>Tester</i>" in page.locator(".mla-authors").inner_text()
+    bibtex = page.locator(f"#bibtex-{FIXTURE_ID}").inner_text()
+    assert bibtex.startswith("@") and "FixtureNet" not in bibtex and "Ada Fixture" in bibtex
+    assert page.locator("button[data-copy]").is_visible()
+    row = page.locator(".mla-table--records tbody tr").first.inner_text()
+    assert "98.7 ± 0.4" in row and "95.25 ± 0.4" in row and "−3.45" in row and "worse" in row
+    assert "mlatlas reproduce site_fixture --benchmark omniglot" in page.locator(".mla-record").inner_text()
+    width = page.eval_on_selector(".mla-plot img", "img => img.decode().then(() => img.naturalWidth)")
+    assert width == 64
