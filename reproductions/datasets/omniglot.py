@@ -245,9 +245,10 @@ def _download(url: str, part: Path, *, session: requests.Session, retries: int, 
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                 _Interrupted) as exc:
             last_error = exc
+    kept = f"The partial file {part} is kept; run again to resume" if part.exists() else "Run again"
     raise OmniglotDataError(
-        f"{url}: download failed after {retries + 1} attempts ({last_error}). The partial file "
-        f"{part} is kept; run again to resume, or put the archive in the data folder by hand."
+        f"{url}: download failed after {retries + 1} attempts ({last_error}). {kept}, or put the archive "
+        f"in the data folder by hand."
     )
 
 
