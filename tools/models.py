@@ -201,6 +201,11 @@ class Paper(Strict):
     method: ShortText | None = Field(default=None, description="Short name of the method, e.g. 'MAML'.")
     authors: list[ShortText] = Field(min_length=1)
     date: dt.date = Field(description="Date of the first public version.")
+    date_precision: Literal["day", "month", "year"] = Field(
+        default="day",
+        description="How much of `date` the paper's record confirms: 'month' means only year and month are "
+        "known (write the 1st as the day), 'year' only the year (write January 1st).",
+    )
     year: int = Field(ge=1950, le=2100, description="Year of the first public version.")
     venue: Annotated[str, StringConstraints(pattern=VENUE_PATTERN)] = Field(
         description="Canonical venue and year, e.g. 'ICML 2017'; 'arXiv 2019' for preprints."
@@ -236,6 +241,21 @@ class Paper(Strict):
         if date is not None and date.year != year:
             raise ValueError(f"year {year} does not agree with date {date.isoformat()}")
         return year
+
+    @field_validator("date_precision")
+    @classmethod
+    def _precision_matches_date(cls, precision: str, info: ValidationInfo) -> str:
+        date = info.data.get("date")
+        if date is not None and precision == "month" and date.day != 1:
+            raise ValueError(f"precision 'month' needs the day written as 01, got {date.isoformat()}")
+        if date is not None and precision == "year" and (date.month, date.day) != (1, 1):
+            raise ValueError(f"precision 'year' needs the date written as {date.year}-01-01, got {date.isoformat()}")
+        return precision
+
+    @property
+    def date_display(self) -> str:
+        """The date as far as it is known: '2017-03-09', '2017-03' or '2017'."""
+        return self.date.strftime({"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[self.date_precision])
 
     @field_validator("needs_code")
     @classmethod
