@@ -12,6 +12,7 @@ from mlatlas import __version__
 # Modules that contribute subcommands, in the order --help lists them.
 COMMAND_MODULES = [
     "mlatlas.commands.catalog_commands",
+    "mlatlas.commands.repro_commands",
     "mlatlas.commands.contrib_commands",
 ]
 

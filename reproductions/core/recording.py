@@ -1,0 +1,177 @@
+"""Write a result record: the YAML (validated by ``mlatlas.records.ResultRecord``), its learning curve as CSV and
+a plot as PNG. The environment (commit, hardware, library versions, date) is filled in automatically."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import yaml
+from scipy import stats
+
+from mlatlas.records import ResultRecord
+
+
+def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% confidence interval (Student t over the given values)."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size < 2:
+        return float(arr.mean()), 0.0
+    half = stats.t.ppf(0.975, arr.size - 1) * arr.std(ddof=1) / np.sqrt(arr.size)
+    return float(arr.mean()), float(half)
+
+
+def git_commit(root: Path, paths: Iterable[str] = ()) -> str:
+    """Short commit of ``root``'s HEAD, with ``-dirty`` when any of ``paths`` (default: all) has uncommitted
+    changes, untracked files included. Results folders should be left out of ``paths``: a record never dirties
+    itself."""
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--", *paths)
+    except (OSError, subprocess.CalledProcessError):
+        return "0000000-dirty"  # not a git checkout: the code cannot be pinned
+    return f"{commit}-dirty" if dirty else commit
+
+
+def hardware_description(device: str) -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{os.cpu_count()}-core {platform.machine()} CPU ({model})"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            text += f", GPU {torch.cuda.get_device_name(0)}"
+        elif device == "mps":
+            text += ", Apple MPS"
+        else:
+            text += ", no GPU used"
+    except ImportError:
+        pass
+    return text
+
+
+def library_versions() -> dict[str, str]:
+    import matplotlib
+    import scipy
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "matplotlib": matplotlib.__version__,
+    }
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _curve_csv(rows: Sequence[dict[str, float]]) -> bytes:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def _curve_png(rows: Sequence[dict[str, float]], title: str, ylabel: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    x = [row["iteration"] for row in rows]
+    for column in dict.fromkeys(k for row in rows for k in row if k != "iteration"):
+        ax.plot(x, [row.get(column, float("nan")) for row in rows], label=column)
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel(ylabel)
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_record(
+    results_dir: Path,
+    stem: str,
+    *,
+    root: Path,
+    code_paths: Iterable[str],
+    command: str,
+    device: str,
+    wall_time_s: float,
+    curve: Sequence[dict[str, float]] | None = None,
+    **fields,
+) -> Path:
+    """Validate and write ``<results_dir>/<stem>.yaml`` (plus ``<stem>.csv`` and ``<stem>.png`` when a curve is
+    given). ``fields`` are the :class:`ResultRecord` fields other than ``environment``, ``curve`` and ``plot``.
+    ``code_paths`` are the folders whose uncommitted changes mark the commit ``-dirty``. Returns the YAML path.
+    """
+    results_dir.mkdir(parents=True, exist_ok=True)
+    data = dict(fields)
+    if curve:
+        data["curve"], data["plot"] = f"{stem}.csv", f"{stem}.png"
+    data["environment"] = {
+        "command": command,
+        "commit": git_commit(root, code_paths),
+        "hardware": hardware_description(device),
+        "device": device,
+        "versions": library_versions(),
+        "wall_time_s": round(float(wall_time_s), 1),
+        "date": dt.datetime.now(dt.timezone.utc).date(),
+    }
+    record = ResultRecord.model_validate(data)  # raises before anything is written
+    if curve:
+        _atomic_write(results_dir / f"{stem}.csv", _curve_csv(curve))
+        title = f"{record.reproduction}: {record.benchmark}, {record.setting}"
+        _atomic_write(results_dir / f"{stem}.png", _curve_png(curve, title, record.metric))
+    text = yaml.safe_dump(record.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True)
+    path = results_dir / f"{stem}.yaml"
+    _atomic_write(path, text.encode())
+    return path
+
+
+def command_line() -> str:
+    """The command as the user typed it (``mlatlas ...`` when run through the console script)."""
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name in {"mlatlas", "__main__.py"}:
+        argv[0] = "mlatlas"
+    return shlex.join(argv)

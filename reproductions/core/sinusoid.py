@@ -1,0 +1,176 @@
+"""The sinusoid regression experiment of the MAML paper, shared by every optimization-based method.
+
+A method is a *learner*: an ``nn.Module`` that owns the meta-parameters and implements
+
+- ``meta_step(tasks) -> float``: the training loss of a task batch, with the meta-gradient left in ``.grad``;
+- ``eval_losses(tasks, steps) -> {steps: per-task query MSE}``: adapt on each task's support set and score.
+
+:func:`run` trains it with the shared loop, evaluates it on fresh tasks and writes the result records.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from reproductions.core import recording, registry, runtime
+from reproductions.core.tasks import SinusoidFamily
+from reproductions.core.training import meta_train
+
+BENCHMARK = "Sinusoid regression (Finn et al. 2017)"
+
+
+def mlp(hidden: int = 40, layers: int = 2) -> nn.Sequential:
+    """The MAML paper's regressor: 1 -> 40 -> 40 -> 1 with ReLU."""
+    dims = [1] + [hidden] * layers
+    blocks: list[nn.Module] = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        blocks += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*blocks, nn.Linear(dims[-1], 1))
+
+
+def evaluate(learner: nn.Module, tasks, steps: list[int]) -> dict[int, np.ndarray]:
+    return {s: v.cpu().double().numpy() for s, v in learner.eval_losses(tasks, steps).items()}
+
+
+def code_paths(repro: registry.Reproduction) -> list[str]:
+    """The folders whose uncommitted changes make a result's commit ``-dirty``: the core and the method's own
+    package (the method may import another method's package, e.g. FOMAML uses MAML's; those count too)."""
+    return [
+        "reproductions/core",
+        "reproductions/maml",
+        f"reproductions/{repro.name}",
+        f":!reproductions/{repro.name}/results",
+        ":!reproductions/maml/results",
+    ]
+
+
+def training_settings(config: dict) -> dict:
+    """The settings a checkpoint depends on: changing the final evaluation or the record text keeps it valid."""
+    ev = config["eval"]
+    return {
+        **{k: v for k, v in config.items() if k not in ("eval", "record", "threads")},
+        "validation": (ev["val_tasks"], ev["query"], sorted(ev["steps"])),
+    }
+
+
+def run(build: Callable[[dict], nn.Module], repro: registry.Reproduction, config: dict, ctx: registry.RunContext):
+    """Train (or resume), evaluate and record one method on one K-shot setting. Returns the final metrics."""
+    torch.set_num_threads(int(config.get("threads", 1)))
+    device = runtime.pick_device(ctx.device)
+    seed, data, train, ev = config["seed"], config["data"], config["train"], config["eval"]
+    family = SinusoidFamily()
+    rng = runtime.seed_everything(seed)
+    learner = build(config).to(device)
+
+    if train.get("optimizer", "adam") == "adam":
+        optimizer = torch.optim.Adam(learner.parameters(), lr=train["outer_lr"])
+    else:
+        optimizer = torch.optim.SGD(learner.parameters(), lr=train["outer_lr"])
+    scheduler = None
+    if train.get("anneal", False):  # linear decay of the outer step size to 0 (Reptile)
+        total = train["iterations"]
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: max(0.0, 1.0 - i / total))
+
+    # Fixed task sets, from their own generators: evaluation never disturbs the training stream.
+    val_tasks = family.sample(np.random.default_rng([seed, 1]), ev["val_tasks"], data["k_shot"], ev["query"])
+    val_tasks = val_tasks.to(device)
+    test_tasks = family.sample(np.random.default_rng([seed, 2]), ev["tasks"], data["k_shot"], ev["query"])
+    test_tasks = test_tasks.to(device)
+    steps = sorted(ev["steps"])
+
+    def validate() -> dict[str, float]:
+        losses = evaluate(learner, val_tasks, steps)
+        return {f"val_mse_{s}step": float(v.mean()) for s, v in losses.items()}
+
+    def step(task_rng: np.random.Generator) -> float:
+        batch = family.sample(task_rng, train["meta_batch"], data["k_shot"], data["k_query"]).to(device)
+        return learner.meta_step(batch)
+
+    checkpoint = ctx.work_dir / repro.name / ctx.config_name / "checkpoint.pt"
+    if ctx.fresh and checkpoint.exists():
+        checkpoint.unlink()
+    if ctx.eval_only and not checkpoint.exists():
+        raise registry.RegistryError(f"no checkpoint at {checkpoint}: run `mlatlas repro run` first")
+    state = meta_train(
+        learner,
+        optimizer,
+        step,
+        rng,
+        iterations=0 if ctx.eval_only else train["iterations"],
+        evaluate=validate,
+        eval_every=train["eval_every"],
+        scheduler=scheduler,
+        checkpoint=checkpoint,
+        checkpoint_every=train["checkpoint_every"],
+        fingerprint=registry.fingerprint(training_settings(config)),
+        progress=ctx.progress,
+        description=f"{repro.name} {ctx.config_name}",
+        session_info={"commit": recording.git_commit(ctx.root, code_paths(repro))},
+    )
+    if state.iteration != train["iterations"]:
+        raise registry.RegistryError(
+            f"{checkpoint} holds {state.iteration} of {train['iterations']} meta-iterations; resume with `repro run`"
+        )
+
+    start = time.perf_counter()
+    losses = evaluate(learner, test_tasks, steps)
+    eval_seconds = time.perf_counter() - start
+    metrics = {}
+    for s in steps:
+        mean, ci = recording.mean_ci95(losses[s])
+        metrics[f"mse_{s}step"], metrics[f"mse_{s}step_ci95"] = mean, ci
+    if ctx.write_record:
+        write_records(repro, config, ctx, state, metrics, device, eval_seconds)
+    return metrics
+
+
+def write_records(repro, config, ctx, state, metrics, device, eval_seconds) -> None:
+    """One record per evaluated step count, e.g. ``sinusoid_5shot_1step.yaml``."""
+    data, train, ev, rec = config["data"], config["train"], config["eval"], config["record"]
+    budget = f"{train['iterations']:,} meta-iterations x {train['meta_batch']} tasks"
+    if rec.get("paper_budget"):
+        budget += f" (paper: {rec['paper_budget']})"
+    notes = (
+        f"{' '.join(rec['notes'].split())} Test: {ev['tasks']:,} fresh tasks from one training seed, "
+        f"K = {data['k_shot']} support and {ev['query']} query points each; the 95% CI is over those tasks only."
+    )
+    trained_at = sorted({session["commit"] for session in state.sessions})
+    if trained_at != [recording.git_commit(ctx.root, code_paths(repro))]:
+        notes += f" Meta-trained at commit {', '.join(trained_at) or 'unknown'}; evaluated at the commit below."
+    for s in sorted(ev["steps"]):
+        paper_value = rec.get("paper_values", {}).get(s)
+        recording.write_record(
+            repro.results_dir,
+            f"{ctx.config_name}_{s}step",
+            root=ctx.root,
+            code_paths=code_paths(repro),
+            command=ctx.command,
+            device=str(device),
+            wall_time_s=state.seconds + eval_seconds,
+            curve=state.curve,
+            paper=repro.paper,
+            reproduction=repro.name,
+            benchmark=BENCHMARK,
+            setting=f"{data['k_shot']}-shot, {s} adaptation step{'s' if s != 1 else ''}",
+            metric="MSE",
+            higher_is_better=False,
+            value=round(metrics[f"mse_{s}step"], 4),
+            ci95=round(metrics[f"mse_{s}step_ci95"], 4),
+            n_eval_tasks=ev["tasks"],
+            n_seeds=1,
+            paper_value=paper_value,
+            budget=budget,
+            notes=notes,
+        )
+
+
+def reproduction(name: str, paper: str, summary: str, build: Callable[[dict], nn.Module]) -> registry.Reproduction:
+    """The registry entry of a method on this benchmark: ``build(config)`` makes the learner."""
+    repro = registry.Reproduction(name=name, paper=paper, summary=summary, run=lambda config, ctx: None)
+    repro.run = lambda config, ctx: run(build, repro, config, ctx)
+    return repro

@@ -1,0 +1,114 @@
+"""``mlatlas repro``: list, run and evaluate the reproductions under ``reproductions/``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mlatlas.paths import project_root
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    repro = subparsers.add_parser(
+        "repro",
+        help="list, run and evaluate paper reproductions",
+        description="Reproductions of meta-learning papers. Each run trains, evaluates and (for real configs) "
+        "writes a result record under reproductions/<name>/results/.",
+    )
+    sub = repro.add_subparsers(dest="repro_command", metavar="ACTION")
+
+    p_list = sub.add_parser("list", help="list the reproductions, their papers and configs")
+    p_list.set_defaults(func=cmd_list)
+
+    for action, helptext in (
+        ("run", "train a reproduction (resuming its checkpoint if any), evaluate it and write its records"),
+        ("eval", "evaluate the finished checkpoint of a run again, without training"),
+    ):
+        p = sub.add_parser(action, help=helptext, description=helptext)
+        p.add_argument("name", help="reproduction name, as `mlatlas repro list` shows it (e.g. maml)")
+        p.add_argument(
+            "--config",
+            help="config name (e.g. smoke, sinusoid_5shot) or path to a YAML file; default: 'default'",
+        )
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override one setting, dotted for nested keys (e.g. --set train.iterations=500); repeatable",
+        )
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="torch device")
+        p.add_argument(
+            "--work-dir",
+            type=Path,
+            help="where checkpoints go (default: runs/ in the project checkout; not committed)",
+        )
+        p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+        if action == "run":
+            p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
+            p.add_argument(
+                "--no-record",
+                action="store_true",
+                help="do not write a result record (smoke configs never write one)",
+            )
+        else:
+            p.add_argument("--record", action="store_true", help="also (re)write the result records")
+        p.set_defaults(func=cmd_run, action=action)
+
+    repro.set_defaults(func=lambda args: repro.print_help() or 2)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from reproductions.core import registry
+
+    try:
+        known = registry.discover()
+    except registry.RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for name, repro in sorted(known.items()):
+        records = len(list(repro.results_dir.glob("*.yaml")))
+        print(f"{name:<16} paper: {repro.paper:<20} {repro.summary}")
+        print(f"{'':<16} configs: {', '.join(repro.config_names()) or '-'}; records: {records}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from reproductions.core import recording, registry
+    from reproductions.core.runtime import NonFiniteError
+
+    root = Path(args.root).resolve() if args.root else project_root()
+    try:
+        repro = registry.get(args.name)
+        config_name, config = registry.load_config(repro, args.config)
+        config = registry.apply_overrides(config, args.overrides)
+        is_smoke = config_name == "smoke"
+        if args.action == "run":
+            write = not (args.no_record or is_smoke or args.overrides)
+        else:
+            write = args.record and not (is_smoke or args.overrides)
+        ctx = registry.RunContext(
+            config_name=config_name,
+            device=args.device,
+            work_dir=args.work_dir or root / "runs",
+            root=root,
+            command=recording.command_line(),
+            fresh=getattr(args, "fresh", False) or (is_smoke and args.action == "run"),
+            eval_only=args.action == "eval",
+            write_record=write,
+            progress=not args.no_progress,
+        )
+        metrics = repro.run(config, ctx)
+    except (registry.RegistryError, NonFiniteError, ValueError, KeyError) as exc:
+        message = f"missing setting {exc}" if isinstance(exc, KeyError) else str(exc)
+        print(f"error: {args.name}: {message}", file=sys.stderr)
+        return 1
+    for key, value in (metrics or {}).items():
+        print(f"{key}: {value:.4f}")
+    if args.overrides and args.action == "run" and not args.no_record:
+        print("note: --set changes the config, so no record was written (records name an unmodified config)")
+    elif write:
+        print(f"records written to {repro.results_dir.relative_to(root) if repro.results_dir.is_relative_to(root) else repro.results_dir}")
+    return 0
