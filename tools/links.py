@@ -126,21 +126,28 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def changed_links(root: Path, ref: str) -> list[LinkRef]:
-    """Links that are in the catalog now but were not in the same file at git ``ref`` (new files,
-    uncommitted and untracked ones included)."""
+    """Links in the catalog now that were nowhere in the catalog at git ``ref`` (uncommitted and
+    untracked files included). A URL that moved from one entry to another is not checked again."""
     if _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").returncode != 0:
         raise LinksError(f"git does not know {ref!r} here (in CI, fetch it first: git fetch origin <branch>)")
-    diff = _git(root, "diff", "--name-only", "--diff-filter=d", ref, "--", *LINK_FOLDERS)
-    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "--", *LINK_FOLDERS)
+    diff = _git(root, "diff", "--name-only", ref, "--", *LINK_FOLDERS)
     if diff.returncode != 0:
         raise LinksError(f"git diff against {ref!r} failed: {diff.stderr.strip()}")
-    refs: list[LinkRef] = []
-    for rel in sorted(set(diff.stdout.split()) | set(untracked.stdout.split())):
-        if not rel.endswith(".yaml") or not (root / rel).is_file():
-            continue
+    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "--", *LINK_FOLDERS)
+    changed = {rel for rel in diff.stdout.split() + untracked.stdout.split() if rel.endswith(".yaml")}
+    # The catalog at ref = unchanged files as they are now + changed files as they were at ref.
+    old_urls: set[str] = set()
+    for rel in _catalog_files(root):
+        if rel not in changed:
+            old_urls |= {r.url for r in links_in_text(rel, (root / rel).read_text(encoding="utf-8"))}
+    for rel in changed:
         before = _git(root, "show", f"{ref}:{rel}")
-        old_urls = {r.url for r in links_in_text(rel, before.stdout)} if before.returncode == 0 else set()
-        refs += [r for r in links_in_text(rel, (root / rel).read_text(encoding="utf-8")) if r.url not in old_urls]
+        if before.returncode == 0:
+            old_urls |= {r.url for r in links_in_text(rel, before.stdout)}
+    refs: list[LinkRef] = []
+    for rel in sorted(changed):
+        if (root / rel).is_file():
+            refs += [r for r in links_in_text(rel, (root / rel).read_text(encoding="utf-8")) if r.url not in old_urls]
     return refs
 
 
@@ -213,6 +220,7 @@ class LinkChecker:
         self._host_slots: dict[str, threading.Semaphore] = {}
         self._host_not_before: dict[str, float] = {}  # set by Retry-After
         self._dns: dict[str, str] = {}
+        self._control_resolves: bool | None = None
         self._local = threading.local()
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -241,12 +249,22 @@ class LinkChecker:
         except (UnicodeError, OSError):
             return "unknown"
 
+    def _dns_works(self) -> bool:
+        """Whether the control name resolves (looked up once per run)."""
+        with self._lock:
+            known = self._control_resolves
+        if known is None:
+            known = self._lookup(self.dns_control) == "yes"
+            with self._lock:
+                self._control_resolves = known
+        return known
+
     def _resolves(self, host: str) -> str:
         with self._lock:
             if host in self._dns:
                 return self._dns[host]
         answer = self._lookup(host)
-        if answer == "no" and self._lookup(self.dns_control) != "yes":
+        if answer == "no" and not self._dns_works():
             answer = "unknown"  # nothing resolves: no network here, not a dead name
         with self._lock:
             self._dns[host] = answer
@@ -271,6 +289,8 @@ class LinkChecker:
         dns = self._resolves(host)
         if dns == "no":
             return LinkResult(url, "dead", note=f"host name {host} does not resolve")
+        if dns == "unknown":  # asking over HTTP would fail the same way, slowly
+            return LinkResult(url, "unknown", note=f"could not look up {host} (no DNS here?)")
         result = LinkResult(url, "unknown", note="not checked")
         for attempt in range(self.retries + 1):
             wait = self.backoff * (2**attempt)
