@@ -211,11 +211,16 @@ def train_one(method: EpisodicMethod, name: str, config: dict, ctx: registry.Run
     def augment(x: Tensor) -> Tensor:
         return random_affine(x, aug_gen, aug["degrees"], aug["shift"], aug["scale"])
 
+    meta_batch = tr.get("meta_batch", 1)  # episodes whose gradients are averaged per update (MAML uses several)
+
     def step(_rng) -> float:
         model.train()
-        loss = method.loss(model, make_episode(train_pool, sampler, device, augment))
-        loss.backward()
-        return float(loss.detach())
+        total = 0.0
+        for _ in range(meta_batch):
+            loss = method.loss(model, make_episode(train_pool, sampler, device, augment)) / meta_batch
+            loss.backward()
+            total += float(loss.detach())
+        return total
 
     def evaluate() -> dict[str, float]:
         # Learning curve only: the runs are never used to choose a checkpoint or a setting.
