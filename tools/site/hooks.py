@@ -4,6 +4,8 @@
   listed) and restrict mkdocs-material tags to the label vocabulary, so an unknown tag fails too.
 - ``on_files``: add the generated pages, plots and downloads as virtual files (nothing is written
   to the docs folder, nothing generated is committed).
+- ``on_page_content`` / ``on_page_context``: put each generated page's HTML blocks back, the
+  unindexed ones only after search has read the page (see ``mlatlas.site.render``).
 - ``on_serve``: watch ``catalog/`` and the reproductions' results so ``mkdocs serve`` rebuilds on edit.
 
 The catalog is read from ``MLATLAS_ROOT`` when set, else from the folder holding ``mkdocs.yml``.
@@ -15,13 +17,14 @@ import os
 from pathlib import Path
 
 from mkdocs.exceptions import PluginError
+from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
 
 from mlatlas.loader import load_valid_catalog
 from mlatlas.problems import CatalogError
 from mlatlas.site.pages import SiteContent, allowed_tags
 
-_state: dict[str, SiteContent] = {}
+_state: dict = {}
 
 
 def catalog_root(config) -> Path:
@@ -53,8 +56,10 @@ def on_config(config, **kwargs):
 
 def on_files(files: Files, config, **kwargs) -> Files:
     site = _state["site"]
+    _state["rendered"] = {}
     for page in site.pages():
-        _add(files, File.generated(config, page.src_uri, content=page.content))
+        _state["rendered"][page.src_uri] = page.rendered
+        _add(files, File.generated(config, page.src_uri, content=page.rendered.markdown))
     for asset in site.assets + site.downloads():
         if asset.source is not None:
             _add(files, File.generated(config, asset.src_uri, abs_src_path=str(asset.source)))
@@ -67,6 +72,21 @@ def _add(files: Files, file: File) -> None:
     if files.get_file_from_path(file.src_uri) is not None:
         raise PluginError(f"{file.src_uri} is generated from the catalog; remove the hand-written copy from site/docs")
     files.append(file)
+
+
+def on_page_content(html: str, page, config, files) -> str:
+    """Put the generated pages' searchable HTML blocks back in place of their markers."""
+    rendered = _state.get("rendered", {}).get(page.file.src_uri)
+    return rendered.fill(html, indexed=True) if rendered else html
+
+
+@event_priority(-100)  # after the search plugin has indexed the page
+def on_page_context(context, page, config, nav):
+    """Put back the blocks search should not index (tables of details, BibTeX ...)."""
+    rendered = _state.get("rendered", {}).get(page.file.src_uri)
+    if rendered:
+        page.content = rendered.fill(page.content, indexed=False)
+    return context
 
 
 def on_serve(server, config, builder, **kwargs):

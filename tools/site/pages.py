@@ -23,7 +23,7 @@ from mlatlas.catalog import Catalog
 from mlatlas.export_json import catalog_to_json
 from mlatlas.models import Label, LabelFamily, Paper, Topic, Venue
 from mlatlas.records import ResultRecord
-from mlatlas.site.render import front_matter, render
+from mlatlas.site.render import Rendered, front_matter, render
 
 NEWEST_ON_HOME = 8
 RESOURCE_KINDS = ["datasets", "books", "blogs", "videos", "workshops", "researchers"]
@@ -39,7 +39,7 @@ CODE_STATES = {"official": "Official code", "community": "Community code", "none
 @dataclass
 class GeneratedPage:
     src_uri: str  # where the page pretends to live in the docs folder
-    content: str
+    rendered: Rendered  # its Markdown, and the HTML blocks that go back in after Markdown
 
 
 @dataclass
@@ -195,6 +195,10 @@ class SiteContent:
         context.setdefault("site", self)
         return GeneratedPage(uri, render(template, href=self.linker(uri), **context))
 
+    def _group(self, uri: str, heading: str, intro: str, views: list[PaperView], **query: str) -> GeneratedPage:
+        meta = front_matter(heading, search={"exclude": True})  # the paper pages carry the searchable text
+        return self._render(uri, "group.md.j2", meta=meta, heading=heading, intro=intro, views=views, query=query)
+
     # ---------------------------------------------------------------- facets
     @property
     def corrections(self) -> list[tuple[PaperView, Any]]:
@@ -252,15 +256,11 @@ class SiteContent:
             pages.append(self._render(view.uri, "paper.md.j2", meta=meta, v=view, bibtex=bibtex))
         for topic_id, views in self.by_topic().items():
             topic = self.topics[topic_id]
-            pages.append(self._render(f"topics/{topic_id}.md", "group.md.j2", meta=front_matter(topic.name),
-                                      heading=topic.name, intro=topic.intro, views=views, query={"topic": topic_id}))
+            pages.append(self._group(f"topics/{topic_id}.md", topic.name, topic.intro, views, topic=topic_id))
         for venue_id, views in self.by_venue().items():
-            pages.append(self._render(venue_uri(venue_id), "group.md.j2", meta=front_matter(venue_id),
-                                      heading=venue_id, intro=self.venue_name(venue_id), views=views,
-                                      query={"venue": venue_id}))
+            pages.append(self._group(venue_uri(venue_id), venue_id, self.venue_name(venue_id), views, venue=venue_id))
         for year, views in self.by_year().items():
-            pages.append(self._render(f"years/{year}.md", "group.md.j2", meta=front_matter(str(year)),
-                                      heading=str(year), intro="", views=views, query={"year": str(year)}))
+            pages.append(self._group(f"years/{year}.md", str(year), "", views, year=str(year)))
         return pages
 
     def download_names(self) -> dict[str, str]:

@@ -1,5 +1,12 @@
 """Jinja2 environment for the site templates (``tools/templates/site``).
 
+Templates produce Markdown pages whose HTML parts sit in ``{% filter raw_html %}`` blocks. Each
+block is replaced by a marker comment and its HTML kept aside (:class:`Rendered`); the hook puts
+it back after Markdown has run (``on_page_content``). Markdown then only sees the headings, which
+keeps the build fast for thousands of pages (parsing raw HTML is Python-Markdown's slowest path).
+Blocks in ``{% filter unindexed_html %}`` go back only after the search plugin has indexed the
+page, so search holds titles, authors and summaries, not every table (and indexes 10,000 pages fast).
+
 Autoescaping is on for every template: catalog strings only ever reach a page through an HTML
 element (Markdown does not touch raw HTML blocks), so a title holding ``<script>`` or ``*stars*``
 shows as text. Page front matter is written with :func:`front_matter`, which escapes the title too,
@@ -13,7 +20,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+import re
+from dataclasses import dataclass, field
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
+from markupsafe import Markup
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "site"
 
@@ -45,6 +56,40 @@ def short_authors(authors: list[str]) -> str:
     return f"{authors[0]} et al."
 
 
+MARKER = re.compile(r"<!--mla-raw-(\d+)-->")
+
+
+@dataclass
+class Rendered:
+    markdown: str  # the page as mkdocs reads it, with markers where HTML blocks go
+    blocks: list[tuple[str, bool]] = field(default_factory=list)  # (html, indexed by search)
+
+    def fill(self, html_text: str, indexed: bool) -> str:
+        """``html_text`` with the markers of the indexed (or the unindexed) blocks replaced by their HTML."""
+
+        def block(match: re.Match) -> str:
+            text, searchable = self.blocks[int(match.group(1))]
+            return text if searchable == indexed else match.group(0)
+
+        return MARKER.sub(block, html_text)
+
+
+def _stash(context, value, indexed: bool) -> Markup:
+    blocks: list[tuple[str, bool]] = context["_blocks"]
+    blocks.append((str(value), indexed))
+    return Markup(f"\n\n<!--mla-raw-{len(blocks) - 1}-->\n\n")
+
+
+@pass_context
+def _raw_html(context, value) -> Markup:
+    return _stash(context, value, indexed=True)
+
+
+@pass_context
+def _unindexed_html(context, value) -> Markup:
+    return _stash(context, value, indexed=False)
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
@@ -58,8 +103,12 @@ def environment() -> Environment:
     env.filters["number"] = number
     env.filters["signed"] = signed
     env.filters["short_authors"] = short_authors
+    env.filters["raw_html"] = _raw_html
+    env.filters["unindexed_html"] = _unindexed_html
     return env
 
 
-def render(template: str, **context) -> str:
-    return environment().get_template(template).render(**context)
+def render(template: str, **context) -> Rendered:
+    blocks: list[tuple[str, bool]] = []
+    markdown = environment().get_template(template).render(_blocks=blocks, **context)
+    return Rendered(markdown, blocks)

@@ -1,0 +1,96 @@
+"""How long the website takes to build: for the real catalog, and for a generated catalog of N papers.
+
+    python benchmarks/site_build.py                 # real catalog + 10,000 generated papers
+    python benchmarks/site_build.py --papers 2000   # a smaller generated catalog
+    python benchmarks/site_build.py --papers 0      # the real catalog only
+
+The generated papers are copies of the real entries with new ids, titles and links (so the catalog's
+cross-file checks pass); each build is a real ``mkdocs build --strict`` in a subprocess, timed end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from tqdm import tqdm
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+HEADER = "# yaml-language-server: $schema=../schema/paper.schema.json\n"
+
+
+def build(root: Path, out: Path) -> float:
+    """Seconds for ``mkdocs build --strict`` of the catalog at ``root``; raises when the build fails."""
+    env = {**os.environ, "MLATLAS_ROOT": str(root), "NO_MKDOCS_2_WARNING": "1"}
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-f", str(PROJECT_ROOT / "mkdocs.yml"), "-d", str(out)],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+    )
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"build failed:\n{result.stderr}")
+    return seconds
+
+
+def generated_paper(source: dict, i: int) -> dict:
+    """A new, valid entry made from a real one: unique id, title, arXiv id and repository links."""
+    paper = {k: v for k, v in source.items() if k not in ("links", "corrections", "reproductions", "results")}
+    paper["id"] = f"gen-{i:05d}-{source['id']}"[:64].rstrip("-")
+    paper["title"] = f"{source['title']} (generated variant {i})"
+    paper["ids"] = {"arxiv": f"2101.{10000 + i:05d}"}
+    code = dict(source["code"])
+    code["repositories"] = [
+        {**repo, "url": f"https://github.com/example/{paper['id']}-{j}"} for j, repo in enumerate(code.get("repositories", []))
+    ]
+    paper["code"] = code
+    paper["needs_code"] = False
+    return paper
+
+
+def generate_catalog(root: Path, n: int) -> None:
+    """The real catalog (papers, resources, result records) topped up with generated papers to ``n`` in all."""
+    shutil.copytree(PROJECT_ROOT / "catalog", root / "catalog")
+    for package in (PROJECT_ROOT / "reproductions").glob("*/__init__.py"):
+        target = root / "reproductions" / package.parent.name
+        target.mkdir(parents=True)
+        (target / "__init__.py").write_text("")
+        if (package.parent / "results").is_dir():
+            shutil.copytree(package.parent / "results", target / "results")
+    papers_dir = root / "catalog" / "papers"
+    sources = [yaml.safe_load(p.read_text(encoding="utf-8")) for p in sorted(papers_dir.glob("*.yaml"))]
+    for i in tqdm(range(n - len(sources)), desc="generating papers", unit="paper", mininterval=2):
+        paper = generated_paper(sources[i % len(sources)], i)
+        text = HEADER + yaml.safe_dump(paper, allow_unicode=True, sort_keys=False, default_flow_style=None)
+        (papers_dir / f"{paper['id']}.yaml").write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--papers", type=int, default=10_000, help="size of the generated catalog (0: skip it)")
+    args = parser.parse_args(argv)
+
+    n_real = len(list((PROJECT_ROOT / "catalog" / "papers").glob("*.yaml")))
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory(prefix="mlatlas-site-bench-") as tmp:
+        tmp = Path(tmp)
+        seconds = build(PROJECT_ROOT, tmp / "real")
+        print(f"real catalog ({n_real} papers): {seconds:.1f} s")
+        if args.papers:
+            generate_catalog(tmp / "generated", args.papers)
+            seconds = build(tmp / "generated", tmp / "generated-site")
+            pages = sum(1 for _ in (tmp / "generated-site").rglob("index.html"))
+            print(f"generated catalog ({args.papers} papers, {pages} pages): {seconds:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
