@@ -292,3 +292,66 @@ def test_venue_suggestion_uses_the_venue_vocabulary(journal_ref, comment, expect
         journal_ref=journal_ref, comment=comment,
     )
     assert suggest_venue(entry, venues) == expected
+
+
+def test_add_lists_the_lines_left_to_fill_in(empty_root, capsys):
+    with LocalServer({"/api/query": atom("maml.xml")}) as server:
+        assert add(empty_root, server, "1703.03400") == 0
+    out = capsys.readouterr().out
+    assert "catalog/papers/model-agnostic-meta-learning.yaml:16: labels: left for the contributor" in out
+    assert "code.status: left for the contributor: official (the authors' code)" in out
+
+
+def test_dry_run_prints_the_draft_and_writes_nothing(empty_root, capsys):
+    before = snapshot(empty_root)
+    with LocalServer({"/api/query": atom("maml.xml")}) as server:
+        code = main(["--root", str(empty_root), "add", "1703.03400", "--dry-run", "--id", "maml",
+                     "--api-url", server.url("/api/query"), "--delay", "0"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "--- catalog/papers/maml.yaml (dry run, not written)" in out and "\nid: maml\n" in out
+    assert snapshot(empty_root) == before
+
+
+def test_same_title_without_arxiv_id_is_found_after_fetching(empty_root, capsys):
+    entry = yaml.safe_load((REPO / "catalog" / "papers" / "maml.yaml").read_text())
+    entry["id"], entry["ids"] = "maml-icml", {"proceedings": entry["ids"]["proceedings"]}
+    (empty_root / "catalog" / "papers" / "maml-icml.yaml").write_text(yaml.safe_dump(entry))
+    before = snapshot(empty_root)
+    with LocalServer({"/api/query": atom("maml.xml")}) as server:
+        assert add(empty_root, server, "1703.03400") == 1
+    assert "is already in the catalog as catalog/papers/maml-icml.yaml (id maml-icml)" in capsys.readouterr().err
+    assert snapshot(empty_root) == before
+
+
+def test_taken_id_gets_the_year_appended(empty_root):
+    other = {"id": "prototypical-networks", "title": "Some other paper about prototypes"}
+    (empty_root / "catalog" / "papers" / "prototypical-networks.yaml").write_text(yaml.safe_dump(other))
+    with LocalServer({"/api/query": atom("reptile_protonets.xml")}) as server:
+        assert add(empty_root, server, "1703.05175") == 0
+    written = yaml.safe_load((empty_root / "catalog" / "papers" / "prototypical-networks-2017.yaml").read_text())
+    assert written["id"] == "prototypical-networks-2017"
+    assert written["title"] == "Prototypical Networks for Few-shot Learning"
+
+
+def test_a_failed_rename_leaves_no_file_behind(empty_root, monkeypatch, capsys):
+    """Failure injection: the second of two renames fails (disk full, say); the first is undone."""
+    import os
+
+    real_replace, calls = os.replace, []
+
+    def failing_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    before = snapshot(empty_root)
+    with LocalServer({"/api/query": atom("reptile_protonets.xml")}) as server:
+        code = main(["--root", str(empty_root), "add", "1803.02999", "1703.05175",
+                     "--api-url", server.url("/api/query"), "--delay", "0"])
+    assert code == 1 and len(calls) == 2
+    err = capsys.readouterr().err
+    assert "could not read or write the catalog: [Errno 28] No space left on device" in err and "Traceback" not in err
+    assert snapshot(empty_root) == before

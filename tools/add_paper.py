@@ -19,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from mlatlas.arxiv import ArxivClient, ArxivEntry, parse_arxiv_id
-from mlatlas.models import SLUG_PATTERN, LabelVocabulary, Paper, TopicVocabulary, VenueVocabulary
+from mlatlas.models import DOI_PATTERN, SLUG_PATTERN, LabelVocabulary, Paper, TopicVocabulary, VenueVocabulary
 from mlatlas.problems import Problem, relative
 
 TODO = "TODO(contributor)"
@@ -182,8 +182,10 @@ def render_draft(
         "ids:",
         f"  arxiv: {_scalar(entry.arxiv_id)}",
     ]
-    if entry.doi:
+    if entry.doi and re.match(DOI_PATTERN, entry.doi):
         lines.append(f"  doi: {_scalar(entry.doi)}")
+    elif entry.doi:  # arXiv's field is free text; keep an odd value visible without breaking the entry
+        lines.append(f"  # arXiv gives the DOI as {entry.doi!r}, which is not a plain DOI; add it as doi: if it is one")
     lines += [
         "code:",
         f'  status: ""  # {TODO}: official (the authors\' code), community (others\' code) or none',

@@ -51,17 +51,22 @@ def run_add(args) -> int:
         print(f"mlatlas add: {exc}", file=sys.stderr)
         print("nothing was written", file=sys.stderr)
         return 1
-    for path, text in files.items():
-        if args.dry_run:
+    except OSError as exc:  # e.g. a full disk or a read-only checkout
+        print(f"mlatlas add: could not read or write the catalog: {exc}", file=sys.stderr)
+        print("nothing was written", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        for path, text in files.items():
             print(f"--- {relative(path, root)} (dry run, not written)\n{text}")
-        else:
-            print(f"wrote {relative(path, root)}")
-    if not args.dry_run:
-        print(
-            "next: fill in every line marked TODO(contributor), then run\n"
-            "  mlatlas validate && mlatlas todo\n"
-            "until both are clean (CONTRIBUTING.md explains each field)."
-        )
+        return 0
+    written = {relative(path, root) for path in files}
+    for name in sorted(written):
+        print(f"wrote {name}")
+    print("now fill in these lines (CONTRIBUTING.md explains each field):")
+    for problem in leftover_todos(root):
+        if problem.path in written:
+            print(f"  {problem}")
+    print("then run `mlatlas validate && mlatlas todo` until both are clean, and `mlatlas render`.")
     return 0
 
 
