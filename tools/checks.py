@@ -45,10 +45,10 @@ class _Reporter:
 
 
 def normalise_title(title: str) -> str:
-    """Case, accents, punctuation and spacing removed: 'Meta-Learning: A Survey' -> 'metalearning a survey'."""
+    """Case, accents, punctuation and spacing removed: 'Meta-Learning: A Survey' -> 'meta learning a survey'."""
     text = unicodedata.normalize("NFKD", title).casefold()
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = re.sub(r"[^\w\s]", "", text)
+    text = re.sub(r"[^\w\s]", " ", text)
     return " ".join(text.split())
 
 

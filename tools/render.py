@@ -80,7 +80,7 @@ def _code_cell(paper: Paper) -> str:
 
 def paper_row(paper: Paper, badges: dict[tuple[str, str], str], families: list[str]) -> list[str]:
     """The six escaped cells of a paper's table row."""
-    method = md_text(paper.method) if paper.method else "—"
+    method = md_text(paper.method or "") or "—"
     method += " 🌟" * paper.highlights.sota + " 🎈" * paper.highlights.pick
     labels = " ".join(badges[(fam, lab)] for fam in families for lab in getattr(paper.labels, fam))
     url = primary_url(paper)
