@@ -355,3 +355,16 @@ def test_a_failed_rename_leaves_no_file_behind(empty_root, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "could not read or write the catalog: [Errno 28] No space left on device" in err and "Traceback" not in err
     assert snapshot(empty_root) == before
+
+
+def test_external_entities_are_refused_too():
+    """An XXE payload (an entity reading a local file) never gets as far as reading the file."""
+    from mlatlas.arxiv import ArxivError, parse_feed
+
+    payload = (
+        b'<?xml version="1.0"?>\n<!DOCTYPE feed [<!ENTITY secret SYSTEM "file:///etc/hostname">]>\n'
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><entry><id>http://arxiv.org/abs/1703.03400v3</id>'
+        b"<title>&secret;</title></entry></feed>"
+    )
+    with pytest.raises(ArxivError, match="refused for safety"):
+        parse_feed(payload, ["1703.03400"])

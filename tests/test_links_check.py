@@ -227,7 +227,10 @@ def test_pull_request_check_sees_only_new_links_and_fails_on_a_dead_one(https_ca
     new = root / "catalog" / "papers" / "new.yaml"
     new.write_text(_paper("new", [server.url("/ok"), server.url("/missing"), server.url("/slow"), server.url("/reset"),
                                   "https://no-such-host.invalid/paper"]))
+    catalog_before = {p: p.read_bytes() for p in (root / "catalog").rglob("*") if p.is_file()}
     assert links(root, "--changed-since", "main", "--json", "--no-cache") == 1
+    assert {p: p.read_bytes() for p in (root / "catalog").rglob("*") if p.is_file()} == catalog_before
+    assert not (root / CACHE_FILE).exists()  # --no-cache
     report = json.loads(capsys.readouterr().out)
     by_path = {row["url"].rsplit("/", 1)[1]: row for row in report["links"]}
     assert set(by_path) == {"missing", "slow", "reset", "paper"}  # /ok was already in the catalog at main
