@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import torch
 
@@ -68,8 +69,9 @@ def _budget(cfg: dict, method: str) -> str:
     return f"closed-form ridge per task; grid {len(cfg['itl_lambdas'])} lambdas"
 
 
-def write_records(cfg, ctx, runs, n_test, summary, device, wall) -> None:
-    repro = registry.get("incremental_ltl")
+def write_records(cfg, ctx, runs, n_test, summary, device, wall, results_dir=None) -> None:
+    """Write ``<config>_<method>.yaml`` (+ curve CSV and plot) for every method, and the per-seed raw scores."""
+    results_dir = results_dir or REPRODUCTION.package_dir / "results"
     checkpoints = cfg["checkpoints"]
     metric_name, unit = METRICS[cfg["metric"]]
     command = ctx.command
@@ -80,7 +82,10 @@ def write_records(cfg, ctx, runs, n_test, summary, device, wall) -> None:
     timing = ", ".join(f"{LABELS[m]} {summary[m]['seconds']:.1f}s" for m in METHODS)
     chosen = {m: sorted({json.dumps(r[m].chosen[-1], sort_keys=True) for r in runs}) for m in METHODS}
     stem_base = ctx.config_name
-    repro.results_dir.mkdir(parents=True, exist_ok=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    # Every record carries the curve of all three methods (mean and 95% CI per checkpoint).
+    title = f"{BENCHMARKS[cfg['benchmark']]}\n{cfg['seeds']} seeds, mean ± 95% CI"
+    png = plot_png(checkpoints, summary, cfg["metric"], title)
     for method in METHODS:
         notes = (
             "Claims checked on paired per-seed differences (mean ± 95% CI): " + " ".join(checks)
@@ -88,13 +93,12 @@ def write_records(cfg, ctx, runs, n_test, summary, device, wall) -> None:
             + f" Hyper-parameters picked on validation tasks at T={checkpoints[-1]}: {', '.join(chosen[method])}."
             + (" " + cfg["notes"] if cfg.get("notes") else "")
         )
-        stem = f"{stem_base}_{method}"
         path = recording.write_record(
-            repro.results_dir,
-            stem,
+            results_dir,
+            f"{stem_base}_{method}",
             root=ctx.root,
             code_paths=["reproductions/core", "reproductions/incremental_ltl",
-                        ":!reproductions/incremental_ltl/results"],
+                        ":!reproductions/incremental_ltl/results", ":!reproductions/incremental_ltl/README.md"],
             command=command,
             device=device,
             wall_time_s=wall,
@@ -113,13 +117,12 @@ def write_records(cfg, ctx, runs, n_test, summary, device, wall) -> None:
             budget=_budget(cfg, method),
             notes=notes,
         )
-        # Replace the generic plot with the paper-style one: all three methods with their 95% CI bands.
-        title = f"{BENCHMARKS[cfg['benchmark']]}\n{cfg['seeds']} seeds, mean ± 95% CI"
-        recording._atomic_write(path.with_suffix(".png"), plot_png(checkpoints, summary, cfg["metric"], title))
+        # The generic plot becomes the paper-style one: the three methods with their 95% CI bands, linear axes.
+        recording._atomic_write(path.with_suffix(".png"), png)
     per_seed = [{m: {"test": r[m].test, "val": r[m].val, "chosen": r[m].chosen, "seconds": r[m].seconds}
                  for m in METHODS} for r in runs]
     raw = json.dumps({"checkpoints": checkpoints, "config": cfg, "seeds": per_seed}, indent=1)
-    recording._atomic_write(repro.results_dir / f"{stem_base}_per_seed.json", raw.encode())
+    recording._atomic_write(results_dir / f"{stem_base}_per_seed.json", raw.encode())
 
 
 REPRODUCTION = registry.Reproduction(
@@ -127,4 +130,5 @@ REPRODUCTION = registry.Reproduction(
     paper=PAPER,
     summary="Online LTL of a ridge-regression representation vs batch LTL and ITL (synthetic, Schools)",
     run=run,
+    package_dir=Path(__file__).parent,
 )

@@ -179,7 +179,7 @@ def load_schools(path: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
 
     try:
         mat = scipy.io.loadmat(str(path))
-    except (ValueError, OSError, NotImplementedError) as exc:
+    except (ValueError, OSError, NotImplementedError, IndexError, TypeError) as exc:
         raise DataError(f"{path}: not a readable MATLAB v5 file ({exc})") from None
     for field in ("X", "Y"):
         if field not in mat:
