@@ -238,6 +238,12 @@ def test_unreachable_api_is_reported(empty_root, capsys):
     assert "could not connect" in capsys.readouterr().err
 
 
+def test_malformed_api_url_is_a_clean_error(empty_root, capsys):
+    code = main(["--root", str(empty_root), "add", "1703.03400", "--api-url", "localhost:8000/api", "--delay", "0"])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot ask localhost:8000/api" in err and "Traceback" not in err
+
+
 def test_not_an_arxiv_reference_is_refused_before_any_request(empty_root, capsys):
     with LocalServer({"/api/query": atom("maml.xml")}) as server:
         assert add(empty_root, server, "https://example.org/abs/1703.03400") == 1

@@ -227,6 +227,8 @@ class ArxivClient:
                 except requests.ConnectionError as exc:
                     problem = f"could not connect ({type(exc).__name__})"
                     response = None
+                except requests.RequestException as exc:  # e.g. a malformed --api-url: retrying cannot help
+                    raise ArxivError(f"cannot ask {self.api_url}: {exc}") from exc
                 finally:
                     self._last_request = time.monotonic()
             if response is not None:
