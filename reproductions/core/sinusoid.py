@@ -33,6 +33,19 @@ def mlp(hidden: int = 40, layers: int = 2) -> nn.Sequential:
     return nn.Sequential(*blocks, nn.Linear(dims[-1], 1))
 
 
+def make_optimizer(learner: nn.Module, train: dict):
+    """The outer optimiser (Adam or SGD on ``outer_lr``) and, with ``anneal``, a linear decay of its step to 0."""
+    if train.get("optimizer", "adam") == "adam":
+        optimizer = torch.optim.Adam(learner.parameters(), lr=train["outer_lr"])
+    else:
+        optimizer = torch.optim.SGD(learner.parameters(), lr=train["outer_lr"])
+    scheduler = None
+    if train.get("anneal", False):
+        total = train["iterations"]
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: max(0.0, 1.0 - i / total))
+    return optimizer, scheduler
+
+
 def evaluate(learner: nn.Module, tasks, steps: list[int]) -> dict[int, np.ndarray]:
     return {s: v.cpu().double().numpy() for s, v in learner.eval_losses(tasks, steps).items()}
 
@@ -67,14 +80,7 @@ def run(build: Callable[[dict], nn.Module], repro: registry.Reproduction, config
     rng = runtime.seed_everything(seed)
     learner = build(config).to(device)
 
-    if train.get("optimizer", "adam") == "adam":
-        optimizer = torch.optim.Adam(learner.parameters(), lr=train["outer_lr"])
-    else:
-        optimizer = torch.optim.SGD(learner.parameters(), lr=train["outer_lr"])
-    scheduler = None
-    if train.get("anneal", False):  # linear decay of the outer step size to 0 (Reptile)
-        total = train["iterations"]
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: max(0.0, 1.0 - i / total))
+    optimizer, scheduler = make_optimizer(learner, train)
 
     # Fixed task sets, from their own generators: evaluation never disturbs the training stream.
     val_tasks = family.sample(np.random.default_rng([seed, 1]), ev["val_tasks"], data["k_shot"], ev["query"])
@@ -134,7 +140,7 @@ def write_records(repro, config, ctx, state, metrics, device, eval_seconds) -> N
     data, train, ev, rec = config["data"], config["train"], config["eval"], config["record"]
     budget = f"{train['iterations']:,} meta-iterations x {train['meta_batch']} tasks"
     if rec.get("paper_budget"):
-        budget += f" (paper: {rec['paper_budget']})"
+        budget += f" ({rec['paper_budget']})"
     notes = (
         f"{' '.join(rec['notes'].split())} Test: {ev['tasks']:,} fresh tasks from one training seed, "
         f"K = {data['k_shot']} support and {ev['query']} query points each; the 95% CI is over those tasks only."
