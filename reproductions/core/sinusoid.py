@@ -63,10 +63,15 @@ def code_paths(repro: registry.Reproduction) -> list[str]:
 
 
 def training_settings(config: dict) -> dict:
-    """The settings a checkpoint depends on: changing the final evaluation or the record text keeps it valid."""
-    ev = config["eval"]
+    """The settings a checkpoint depends on. Changing the final evaluation or the record text keeps it valid, and
+    so does raising ``train.iterations`` when no schedule depends on it: the run then trains on from where it was.
+    """
+    ev, train = config["eval"], dict(config["train"])
+    if not train.get("anneal", False):
+        train.pop("iterations")
     return {
-        **{k: v for k, v in config.items() if k not in ("eval", "record", "threads")},
+        **{k: v for k, v in config.items() if k not in ("eval", "record", "threads", "train")},
+        "train": train,
         "validation": (ev["val_tasks"], ev["query"], sorted(ev["steps"])),
     }
 
