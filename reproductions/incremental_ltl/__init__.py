@@ -26,6 +26,12 @@ BENCHMARKS = {
     "synthetic": "Synthetic regression tasks sharing a low-dimensional linear representation",
     "schools": "Schools (ILEA exam scores, 139 schools as tasks)",
 }
+# What the results depend on: this package (not its results or README) and the core modules it uses.
+CODE_PATHS = [
+    "reproductions/incremental_ltl", ":!reproductions/incremental_ltl/results",
+    ":!reproductions/incremental_ltl/README.md", "reproductions/core/__init__.py", "reproductions/core/recording.py",
+    "reproductions/core/registry.py", "reproductions/core/runtime.py",
+]
 METRICS = {"mse": ("MSE", None), "explained_variance": ("explained variance", "%")}
 
 
@@ -97,8 +103,7 @@ def write_records(cfg, ctx, runs, n_test, summary, device, wall, results_dir=Non
             results_dir,
             f"{stem_base}_{method}",
             root=ctx.root,
-            code_paths=["reproductions/core", "reproductions/incremental_ltl",
-                        ":!reproductions/incremental_ltl/results", ":!reproductions/incremental_ltl/README.md"],
+            code_paths=CODE_PATHS,
             command=command,
             device=device,
             wall_time_s=wall,
