@@ -36,6 +36,7 @@ def _at_least(kind, minimum=0):
             raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {text}")
         return value
 
+    parse.__name__ = kind.__name__  # argparse names it in errors: "invalid float value: 'abc'"
     return parse
 
 
@@ -127,7 +128,7 @@ def register(subparsers) -> None:
     add.add_argument(
         "--delay",
         type=_at_least(float),
-        default=float(os.environ.get(DELAY_ENV, 3.0)),
+        default=os.environ.get(DELAY_ENV, "3"),  # a string default goes through `type`, so a bad value is a clean error
         help=f"seconds between requests; arXiv asks for at least 3 (default: ${DELAY_ENV} or 3)",
     )
     add.add_argument("--timeout", type=_at_least(float), default=20.0, help="seconds to wait for an answer (default 20)")
