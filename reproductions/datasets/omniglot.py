@@ -22,6 +22,7 @@ or ``$MLATLAS_OMNIGLOT_URL`` (a mirror, or a local test server).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -371,8 +372,13 @@ class CharacterSet:
 
 
 def load_character_set(folder: Path, size: int = IMAGE_SIZE) -> CharacterSet:
-    """Load every ``Alphabet/characterNN/*.png`` under an extracted Omniglot images folder."""
-    folder = Path(folder)
+    """Load every ``Alphabet/characterNN/*.png`` under an extracted Omniglot images folder (cached per process:
+    treat the returned arrays as read-only)."""
+    return _load_character_set(Path(folder).resolve(), size)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_character_set(folder: Path, size: int) -> CharacterSet:
     char_dirs = sorted(p for p in folder.glob("*/*") if p.is_dir())
     if not char_dirs:
         raise OmniglotDataError(f"{folder}: no Alphabet/character folders found; is this an Omniglot images folder?")

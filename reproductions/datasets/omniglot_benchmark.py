@@ -288,8 +288,12 @@ def _write_records(name, paper, config, ctx, background, train_chars, heldout_ch
                   f"{', x4 rotations' if config['data']['rotations'] else ''})")
     heldout_desc = (f"{len(heldout_chars)} held-out characters of "
                     f"{', '.join(heldout_chars.alphabets)}")
-    # Configs that only pick a background set ("small1", "small2") write the same records as "default".
-    prefix = "" if ctx.config_name in ("default", *BACKGROUNDS) else f"{ctx.config_name}_"
+    # A config that only picks a background set ("small1", "fomaml_small1") writes the records of its parent
+    # ("default", "fomaml"), each named after the background set.
+    base = ctx.config_name
+    for b in BACKGROUNDS:
+        base = base.removesuffix(f"_{b}")
+    prefix = "" if base in ("default", *BACKGROUNDS) else f"{base}_"
     for key, value, ci, n in results:
         common = dict(
             root=ctx.root, code_paths=[f"reproductions/{name}", "reproductions/datasets", "reproductions/core"],
