@@ -148,3 +148,16 @@ def test_validate_passes_and_reports_infos(tree, capsys):
     out = capsys.readouterr().out
     assert "catalog/papers/beta.yaml:15: needs_code: needs code and has no reproduction yet [info]" in out
     assert out.strip().endswith("catalog is valid: 2 papers, 0 errors, 1 info")
+
+
+def test_parallel_parsing_gives_the_same_catalog_and_problems(tree, monkeypatch):
+    from mlatlas import yamlio
+
+    tree.copy_paper("alpha", "gamma", ("method: Alpha", "method: [Alpha]"))
+    tree.write("catalog/papers/delta.yaml", "a: &x 1\nb: *x\n")
+    sequential = load_catalog(tree.root)
+    monkeypatch.setattr(yamlio, "PARALLEL_FROM", 2)  # force the process pool on a tiny catalog
+    parallel = load_catalog(tree.root)
+    assert [str(p) for p in parallel[1]] == [str(p) for p in sequential[1]]
+    assert len(parallel[1]) == 2
+    assert list(parallel[0].papers.values()) == list(sequential[0].papers.values())

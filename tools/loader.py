@@ -14,8 +14,9 @@ from mlatlas.checks import check_catalog
 from mlatlas.models import RESOURCE_FILES, LabelVocabulary, Paper, TopicVocabulary, VenueVocabulary
 from mlatlas.paths import catalog_dir, project_root
 from mlatlas.problems import CatalogError, Problem, relative
-from mlatlas.readers import read_model
+from mlatlas.readers import model_from, read_model
 from mlatlas.records import load_records
+from mlatlas.yamlio import read_many
 
 SCHEMA_COMMENT = "# yaml-language-server: $schema=../schema/paper.schema.json"
 
@@ -25,8 +26,9 @@ def _load_papers(catalog: Catalog, folder: Path, problems: list[Problem]) -> Non
     for stray in sorted(folder.glob("*.yml")):
         problems.append(Problem(relative(stray, root), 0, "", "paper files end in '.yaml'; rename it"))
     papers: dict[str, Paper] = {}
-    for path in sorted(folder.glob("*.yaml")):
-        paper, doc = read_model(path, Paper, root, problems)
+    paths = sorted(folder.glob("*.yaml"))
+    for path, parsed in zip(paths, read_many(paths)):
+        paper, doc = model_from(parsed, path, Paper, root, problems)
         if doc is not None:
             catalog.docs[path] = doc
             if not doc.text.startswith(SCHEMA_COMMENT):

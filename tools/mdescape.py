@@ -22,13 +22,18 @@ _REFERENCES = {ch: f"&#{ord(ch)};" for ch in "\\`*_[]<>!|~&@{}$"}
 def visible_text(text: str) -> str:
     """What a reader sees: invisible characters (controls, format marks, unassigned code points)
     removed and every run of whitespace, newlines included, turned into one space."""
-    kept = "".join(ch if ch.isspace() or unicodedata.category(ch)[0] != "C" else "" for ch in str(text))
-    return " ".join(kept.split())
+    text = str(text)
+    if not text.isprintable():  # rare: only then look at each character
+        text = "".join(ch if ch.isspace() or unicodedata.category(ch)[0] != "C" else "" for ch in text)
+    return " ".join(text.split())
+
+
+_TABLE = str.maketrans(_REFERENCES)
 
 
 def md_text(text: str) -> str:
     """Plain text -> inert Markdown inline text on one line that renders as ``visible_text(text)``."""
-    out = "".join(_REFERENCES.get(ch, ch) for ch in visible_text(text))
+    out = visible_text(text).translate(_TABLE)
     # GFM turns bare 'https://...' and 'www.' into links; break both so text stays text.
     return _WWW.sub(r"\1&#46;", out.replace("://", "&#58;//"))
 

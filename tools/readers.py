@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from mlatlas import models
 from mlatlas.problems import Problem, relative
 from mlatlas.suggest import hint
-from mlatlas.yamlio import YamlDoc, YamlError, read_yaml
+from mlatlas.yamlio import YamlDoc, YamlError, read_or_error
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -87,17 +87,22 @@ def validation_problems(exc: ValidationError, doc: YamlDoc, path_text: str) -> l
 
 def read_model(path: Path, model: type[M], root: Path, problems: list[Problem]) -> tuple[M | None, YamlDoc | None]:
     """The validated model and the parsed file; on failure None and the problems appended."""
-    shown = relative(path, root)
-    try:
-        doc = read_yaml(path)
-    except YamlError as exc:
-        problems.append(Problem(shown, exc.line, "", exc.message))
+    return model_from(read_or_error(path), path, model, root, problems)
+
+
+def model_from(
+    parsed: YamlDoc | YamlError, path: Path, model: type[M], root: Path, problems: list[Problem]
+) -> tuple[M | None, YamlDoc | None]:
+    """Like :func:`read_model` for a file already parsed (see :func:`mlatlas.yamlio.read_many`)."""
+    if isinstance(parsed, YamlError):
+        problems.append(Problem(relative(path, root), parsed.line, "", parsed.message))
         return None, None
+    doc = parsed
     if not isinstance(doc.data, dict):
-        problems.append(Problem(shown, 1, "", "expected a mapping of 'field: value' lines at the top level"))
+        problems.append(Problem(relative(path, root), 1, "", "expected a mapping of 'field: value' lines at the top level"))
         return None, doc
     try:
         return model.model_validate(doc.data), doc
     except ValidationError as exc:
-        problems.extend(validation_problems(exc, doc, shown))
+        problems.extend(validation_problems(exc, doc, relative(path, root)))
         return None, doc

@@ -9,7 +9,10 @@ reported, by composing the file again (problems are rare, catalogs are large).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 MAX_BYTES = 256 * 1024  # a paper entry is ~2 KiB; anything this large is a mistake or an attack
+PARALLEL_FROM = 2000  # files; below this a process pool costs more than it saves
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available; same results
 _STR = "tag:yaml.org,2002:str"
@@ -33,6 +37,9 @@ class YamlError(Exception):
         super().__init__(message)
         self.line = line
         self.message = message
+
+    def __reduce__(self):  # picklable, so worker processes can return it
+        return (YamlError, (self.line, self.message))
 
 
 @dataclass
@@ -160,3 +167,20 @@ def read_yaml(path: Path, max_bytes: int = MAX_BYTES) -> YamlDoc:
     if "\x00" in text:
         raise YamlError(text[: text.index("\x00")].count("\n") + 1, "file holds a NUL byte; it is not text")
     return parse_text(text, path)
+
+
+def read_or_error(path: Path) -> YamlDoc | YamlError:
+    try:
+        return read_yaml(path)
+    except YamlError as exc:
+        return exc
+
+
+def read_many(paths: list[Path]) -> list[YamlDoc | YamlError]:
+    """:func:`read_yaml` for many files, in order, errors returned rather than raised. Large catalogs are
+    parsed by one worker process per CPU core (libyaml parsing is most of the time of validation)."""
+    workers = min(os.cpu_count() or 1, 4)
+    if len(paths) < PARALLEL_FROM or workers < 2:
+        return [read_or_error(p) for p in paths]
+    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+        return list(pool.map(read_or_error, paths, chunksize=max(1, len(paths) // (workers * 4))))
