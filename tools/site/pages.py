@@ -196,7 +196,7 @@ class SiteContent:
         return GeneratedPage(uri, render(template, href=self.linker(uri), **context))
 
     def _group(self, uri: str, heading: str, intro: str, views: list[PaperView], **query: str) -> GeneratedPage:
-        meta = front_matter(heading, search={"exclude": True})  # the paper pages carry the searchable text
+        meta = front_matter(heading, search={"exclude": True}, hide=["navigation"])  # the paper pages carry the searchable text
         return self._render(uri, "group.md.j2", meta=meta, heading=heading, intro=intro, views=views, query=query)
 
     # ---------------------------------------------------------------- facets
@@ -252,7 +252,7 @@ class SiteContent:
         for view in self.papers:
             bibtex = paper_bibtex(view.paper, self.catalog, keys[view.paper.id])
             tags = [tag_name(fam, lab) for fam, lab in view.labels]
-            meta = front_matter(view.paper.title, tags=tags)
+            meta = front_matter(view.paper.title, tags=tags, hide=["navigation"])
             pages.append(self._render(view.uri, "paper.md.j2", meta=meta, v=view, bibtex=bibtex))
         for topic_id, views in self.by_topic().items():
             topic = self.topics[topic_id]
