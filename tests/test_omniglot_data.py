@@ -91,7 +91,9 @@ def test_corrupt_or_truncated_download_fails_clearly(server, tmp_path, mode):
     with pytest.raises(og.OmniglotDataError) as err:
         fetch(SMALL1, tmp_path, server.base(mode))
     message = str(err.value)
-    assert "SHA-256" in message and "corrupt or truncated" in message and SMALL1 in message
+    # A truncated copy already fails the pinned size; a corrupt one of the right size, the pinned SHA-256.
+    assert ("bytes where the official file has" if mode == "truncated" else "SHA-256") in message
+    assert "corrupt or truncated" in message and SMALL1 in message
     assert not (tmp_path / SMALL1).exists() and not (tmp_path / (SMALL1 + ".part")).exists()
 
 
@@ -119,11 +121,26 @@ def test_corrupt_archive_on_disk_fails_with_message_and_cli_exit_code(tmp_path, 
     assert status == 1 and err.startswith("error: ") and "Traceback" not in err
 
 
-def test_full_archive_is_checked_against_published_md5(tmp_path):
-    # A valid zip under the name of the full background set still fails: its MD5 is pinned.
+def test_full_archives_are_checked_against_published_checksums(tmp_path, monkeypatch):
+    # A valid zip under the name of the full background set fails: its size is pinned ...
     shutil.copy(SHARED / SMALL1, tmp_path / "images_background.zip")
+    with pytest.raises(og.OmniglotDataError, match="1,319,022 bytes where the official file has 9,464,212"):
+        fetch("images_background.zip", tmp_path, "http://127.0.0.1:9")
+    # ... and so are its SHA-256 and MD5 (checked here with the size pin lifted).
+    entry = og.ARCHIVES["images_background.zip"]
+    monkeypatch.setitem(og.ARCHIVES, entry.name, og.Archive(entry.name, entry.repo_path, sha256=entry.sha256))
+    with pytest.raises(og.OmniglotDataError, match="SHA-256 .* does not match the pinned ad41ab67"):
+        fetch("images_background.zip", tmp_path, "http://127.0.0.1:9")
+    monkeypatch.setitem(og.ARCHIVES, entry.name, og.Archive(entry.name, entry.repo_path, md5=entry.md5))
     with pytest.raises(og.OmniglotDataError, match="MD5 .* does not match the pinned 68d2efa1"):
         fetch("images_background.zip", tmp_path, "http://127.0.0.1:9")
+
+
+def test_pinned_small_archives_match_the_shared_copies():
+    for name in NEEDED:
+        data = (SHARED / name).read_bytes()
+        assert len(data) == og.ARCHIVES[name].size
+        assert hashlib.sha256(data).hexdigest() == og.ARCHIVES[name].sha256
 
 
 def test_unpinned_archive_is_recorded_on_first_use_and_checked_after(server, tmp_path, monkeypatch, files):

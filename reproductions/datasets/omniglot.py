@@ -9,11 +9,13 @@ Where they are kept, in order of precedence:
 3. The platform's user data folder, e.g. ``~/.local/share/mlatlas/omniglot`` on Linux (honours
    ``$XDG_DATA_HOME``), ``~/Library/Application Support/mlatlas/omniglot`` on macOS.
 
-Checksums. The three small archives are pinned by SHA-256 (measured on copies of the official files).
-For the two full archives the only published checksums we know are the MD5 sums that torchvision's
-``Omniglot`` data set class pins; we pin those. For every archive the observed SHA-256 is also written to
-``checksums.json`` in the data folder on first use, and later uses must match it (trust on first use),
-and every archive must pass a zip integrity test. A mismatch is an error that names the file and what to do.
+Checksums (table :data:`ARCHIVES`). The four image archives are pinned by size and SHA-256 as published in
+TensorFlow Datasets' checksum list for Omniglot (our own copies of the two small sets match it); the two full
+archives are also pinned by the MD5 sums of torchvision's ``Omniglot`` class. ``all_runs.zip`` appears in neither
+list: it is pinned by the SHA-256 we measured on a copy of the official file. On first use the observed SHA-256 of
+every archive is also written to ``checksums.json`` in the data folder, and later uses must match it (trust on
+first use, which is all that protects an archive whose table entry has no checksum); every archive must pass a
+zip integrity test. A mismatch is an error that names the file and what to do.
 
 Downloads go through ``requests``, stream to ``<name>.part``, retry with exponential back-off and resume
 from where they stopped with an HTTP ``Range`` request. The base URL can be changed with ``--base-url``
@@ -55,9 +57,10 @@ class OmniglotDataError(RuntimeError):
 class Archive:
     name: str  # file name, e.g. "images_background.zip"
     repo_path: str  # path inside the official repository
+    size: int | None = None  # pinned size in bytes, when published
     sha256: str | None = None  # pinned SHA-256, when known
-    md5: str | None = None  # pinned MD5, when that is all that is published
-    pin_source: str = ""  # where the pinned checksum comes from
+    md5: str | None = None  # pinned MD5, when published
+    pin_source: str = ""  # where the pinned values come from
 
     @property
     def folder(self) -> str:
@@ -71,32 +74,39 @@ ARCHIVES: dict[str, Archive] = {
         Archive(
             "images_background.zip",
             "python/images_background.zip",
+            size=9464212,
+            sha256="ad41ab679c8b5d90b271ef46be6987cc81211774a695c29dcc5367b2b26ee640",
             md5="68d2efa1b9178cc56df9314c21c6e718",
-            pin_source="MD5 pinned by torchvision.datasets.Omniglot (no SHA-256 is published)",
+            pin_source="size and SHA-256: TensorFlow Datasets url_checksums/omniglot.txt; MD5: torchvision",
         ),
         Archive(
             "images_evaluation.zip",
             "python/images_evaluation.zip",
+            size=6462886,
+            sha256="1f61a8f3366785b057fc117d9228e78a16e3d976c8953b2a10fcc74cf0609cee",
             md5="6b91aef0f799c5bb55b94e3f2daec811",
-            pin_source="MD5 pinned by torchvision.datasets.Omniglot (no SHA-256 is published)",
+            pin_source="size and SHA-256: TensorFlow Datasets url_checksums/omniglot.txt; MD5: torchvision",
         ),
         Archive(
             "images_background_small1.zip",
             "python/images_background_small1.zip",
+            size=1319022,
             sha256="f38eb80f801274ac2b4dff5b24289016bfaba4a7d5bb50deebf27104ad6cb8a4",
-            pin_source="SHA-256 measured on a copy of the official file",
+            pin_source="TensorFlow Datasets url_checksums/omniglot.txt (matches our copy of the official file)",
         ),
         Archive(
             "images_background_small2.zip",
             "python/images_background_small2.zip",
+            size=1580917,
             sha256="3ccaa407515a8778e5d0861875af38b17e418f301ad5bb3b5a6b65d901a41c7f",
-            pin_source="SHA-256 measured on a copy of the official file",
+            pin_source="TensorFlow Datasets url_checksums/omniglot.txt (matches our copy of the official file)",
         ),
         Archive(
             "all_runs.zip",
             "python/one-shot-classification/all_runs.zip",
+            size=352787,
             sha256="437c1eeab0af8484112e1b4cc0f3d541ec727f7c47b9b202da738af9dfd6c325",
-            pin_source="SHA-256 measured on a copy of the official file",
+            pin_source="measured on a copy of the official file (no published checksum)",
         ),
     ]
 }
@@ -167,8 +177,10 @@ def verify_archive(path: Path, archive: Archive, data_dir: Path) -> str:
     Raises :class:`OmniglotDataError` naming the file, the expected and observed values and the remedy.
     """
     size = path.stat().st_size
-    sha256, md5 = _digests(path)
     hint = "The file is corrupt or truncated; delete it and run again to download a fresh copy."
+    if archive.size is not None and size != archive.size:
+        raise OmniglotDataError(f"{path}: {size:,} bytes where the official file has {archive.size:,}. {hint}")
+    sha256, md5 = _digests(path)
     if archive.sha256 and sha256 != archive.sha256:
         raise OmniglotDataError(
             f"{path}: SHA-256 {sha256} ({size:,} bytes) does not match the pinned {archive.sha256}. {hint}"
