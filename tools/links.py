@@ -239,7 +239,7 @@ class LinkChecker:
 
     @staticmethod
     def _lookup(host: str) -> str:
-        """"yes", "no" (the name does not exist) or "unknown" (DNS trouble)."""
+        """Whether ``host`` resolves: "yes", "no" (the name does not exist) or "unknown" (DNS trouble)."""
         try:
             socket.getaddrinfo(host, None)
             return "yes"
