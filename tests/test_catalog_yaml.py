@@ -161,3 +161,17 @@ def test_parallel_parsing_gives_the_same_catalog_and_problems(tree, monkeypatch)
     assert [str(p) for p in parallel[1]] == [str(p) for p in sequential[1]]
     assert len(parallel[1]) == 2
     assert list(parallel[0].papers.values()) == list(sequential[0].papers.values())
+
+
+def test_console_command_exit_status_without_traceback(tree):
+    import subprocess
+    import sys
+
+    tree.write(ALPHA, "a: &a [1, 2]\nb: [*a, *a]\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "mlatlas.cli", "--root", str(tree.root), "validate"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 1
+    assert f"{ALPHA}:1: YAML anchors and aliases" in run.stdout
+    assert "Traceback" not in run.stdout + run.stderr

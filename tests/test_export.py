@@ -90,3 +90,10 @@ def test_export_command_writes_all_files(tree, tmp_path, capsys):
     bib = (out / "catalog.bib").read_text(encoding="utf-8")
     assert bib.count("\n@") + bib.startswith("@") == 2
     assert json.loads((tree.root / "catalog/schema/paper.schema.json").read_text()) == paper_json_schema()
+
+
+def test_export_to_an_unwritable_place_is_a_clear_error(tree, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["--root", str(tree.root), "export", "--out", str(blocker / "out")]) == 1
+    assert "error: cannot write the export" in capsys.readouterr().err

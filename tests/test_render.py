@@ -181,3 +181,11 @@ def test_missing_markers_are_an_error_and_nothing_is_written(tree, capsys):
 def test_render_leaves_no_temporary_files(tree):
     assert main(["--root", str(tree.root), "render"]) == 0
     assert sorted(p.name for p in tree.root.iterdir() if p.name.startswith(".")) == []
+
+
+def test_missing_readme_is_a_clear_error(tree, capsys):
+    tree.path("README.md").unlink()
+    assert main(["--root", str(tree.root), "render"]) == 1
+    assert main(["--root", str(tree.root), "render", "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "error: cannot read" in err and "README.md" in err and "Traceback" not in err

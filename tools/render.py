@@ -154,10 +154,17 @@ def readme_path(root: Path) -> Path:
     return root / "README.md"
 
 
+def _read_readme(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RenderError(f"cannot read {path}: {exc}") from None
+
+
 def write_readme(catalog: Catalog) -> bool:
     """Rewrite README.md's blocks (atomically); True when anything changed."""
     path = readme_path(catalog.root)
-    text = path.read_text(encoding="utf-8")
+    text = _read_readme(path)
     updated = splice(text, render_blocks(catalog))
     if updated != text:
         write_text_atomic(path, updated)
@@ -166,4 +173,4 @@ def write_readme(catalog: Catalog) -> bool:
 
 def check_readme(catalog: Catalog) -> list[str]:
     """Names of README.md's stale blocks."""
-    return stale_blocks(readme_path(catalog.root).read_text(encoding="utf-8"), render_blocks(catalog))
+    return stale_blocks(_read_readme(readme_path(catalog.root)), render_blocks(catalog))

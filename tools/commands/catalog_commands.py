@@ -73,7 +73,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             return 0
         changed_readme = write_readme(catalog)
         changed_schema = write_schema(root)
-    except RenderError as exc:
+    except (RenderError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"README.md: {'updated' if changed_readme else 'already up to date'} ({len(catalog.papers)} papers)")
@@ -86,9 +86,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     if catalog is None:
         return 1
     out = Path(args.out) if args.out else catalog.root / "build" / "export"
-    write_catalog_json(catalog, out / "catalog.json")
-    write_text_atomic(out / "catalog.bib", catalog_bibtex(catalog))
-    write_schema(catalog.root)
+    try:
+        write_catalog_json(catalog, out / "catalog.json")
+        write_text_atomic(out / "catalog.bib", catalog_bibtex(catalog))
+        write_schema(catalog.root)
+    except OSError as exc:
+        print(f"error: cannot write the export: {exc}", file=sys.stderr)
+        return 1
     for path in (out / "catalog.json", out / "catalog.bib", schema_path(catalog.root)):
         print(f"wrote {path}")
     return 0
