@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from mlatlas.catalog import Catalog
-from mlatlas.models import Paper
+from mlatlas.models import VENUE_PATTERN, Paper
 from mlatlas.paths import catalog_dir, reproductions_dir
 from mlatlas.problems import Problem, relative
 from mlatlas.suggest import closest, hint
@@ -121,25 +121,39 @@ def _venue_ids(rep: _Reporter) -> set[str]:
     return {v.id for v in rep.catalog.venues.venues}
 
 
+def _texts(value) -> list[tuple[int, str]]:
+    """(index, text) of the strings in a YAML list; anything else was reported by the model already."""
+    return [(i, v.strip()) for i, v in enumerate(value) if isinstance(v, str)] if isinstance(value, list) else []
+
+
 def _check_vocabulary(rep: _Reporter) -> None:
+    """Labels, topics and venues must exist. Read from each paper file's raw data, so that a paper with
+    another mistake (reported by the model) still gets its vocabulary mistakes reported in the same run."""
     catalog = rep.catalog
     families = {fam.id: {lab.id for lab in fam.labels} for fam in catalog.labels.families}
     topics = [t.id for t in catalog.topics.topics]
     venues = _venue_ids(rep)
-    for pid, paper in catalog.papers.items():
-        path = catalog.files[pid]
+    papers_dir = catalog_dir(catalog.root) / "papers"
+    for path, doc in catalog.docs.items():
+        if doc is None or path.parent != papers_dir or not isinstance(doc.data, dict):
+            continue
+        data = doc.data
+        labels = data.get("labels") if isinstance(data.get("labels"), dict) else {}
         for family in ("framework", "type", "modality"):
             known = families.get(family, set())
-            for i, label in enumerate(getattr(paper.labels, family)):
+            for i, label in _texts(labels.get(family)):
                 if label not in known:
                     elsewhere = [f for f, labs in families.items() if label in labs]
                     extra = f" (it is a {elsewhere[0]} label)" if elsewhere else hint(label, known)
                     rep.add(path, ("labels", family, i), f"unknown {family} label {label!r}{extra}")
-        for i, topic in enumerate(paper.topics):
+        for i, topic in _texts(data.get("topics")):
             if topic not in topics:
                 rep.add(path, ("topics", i), f"unknown topic {topic!r}{hint(topic, topics)}")
-        if paper.venue_name not in venues:
-            rep.add(path, ("venue",), f"unknown venue {paper.venue!r}{_venue_hint(rep, paper.venue)}")
+        venue = data.get("venue")
+        if isinstance(venue, str) and re.match(VENUE_PATTERN, venue.strip()):
+            venue = venue.strip()
+            if venue.rpartition(" ")[0] not in venues:
+                rep.add(path, ("venue",), f"unknown venue {venue!r}{_venue_hint(rep, venue)}")
     workshops_file = catalog_dir(catalog.root) / "resources" / "workshops.yaml"
     for i, workshop in enumerate(catalog.resources.get("workshops", [])):
         if workshop.venue.rpartition(" ")[0] not in venues:
