@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ class YamlDoc:
     def line_of(self, loc: tuple | list) -> int:
         """Line of the deepest key or item along ``loc`` (e.g. ``("code", "repositories", 0, "url")``)
         that exists in the file; the first line of the document when none does."""
-        node = compose(self.text)
+        node = self._root_node
         if node is None:
             return 1
         line = node.start_mark.line + 1
@@ -71,6 +72,10 @@ class YamlDoc:
             else:
                 return line
         return line
+
+    @cached_property
+    def _root_node(self) -> Node | None:
+        return compose(self.text)  # composed again only when a problem needs a line
 
     def has(self, loc: tuple | list) -> bool:
         """Whether ``loc`` names a value present in the data."""
