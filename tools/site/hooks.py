@@ -70,7 +70,10 @@ def on_files(files: Files, config, **kwargs) -> Files:
 
 def _add(files: Files, file: File) -> None:
     if files.get_file_from_path(file.src_uri) is not None:
-        raise PluginError(f"{file.src_uri} is generated from the catalog; remove the hand-written copy from site/docs")
+        raise PluginError(
+            f"{file.src_uri} is generated from the catalog, but another file already has that path "
+            "(a hand-written page in site/docs, or two venues whose names give the same page name)"
+        )
     files.append(file)
 
 
