@@ -158,6 +158,17 @@ def test_requests_are_spaced_by_the_delay():
     assert server.log[1][0] - server.log[0][0] >= 0.4
 
 
+def test_separate_runs_keep_the_spacing_too(empty_root):
+    """Each run makes a new client; only the stamp file in .mlatlas-cache carries the time across."""
+    with LocalServer({"/api/query": atom("maml.xml")}) as server:
+        args = ["--root", str(empty_root), "add", "1703.03400", "--dry-run",
+                "--api-url", server.url("/api/query"), "--delay", "0.5"]
+        assert main(args) == 0
+        assert main(args) == 0
+    assert server.log[1][0] - server.log[0][0] >= 0.5
+    assert (empty_root / ".mlatlas-cache" / "arxiv-last-request").exists()
+
+
 def test_default_delay_is_the_three_seconds_arxiv_asks_for(monkeypatch):
     monkeypatch.delenv("MLATLAS_ARXIV_DELAY", raising=False)
     monkeypatch.delenv("MLATLAS_ARXIV_API", raising=False)

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import defusedxml.ElementTree as SafeET
@@ -194,6 +195,7 @@ class ArxivClient:
         backoff: float | None = None,
         max_retry_after: float = 120.0,
         session: requests.Session | None = None,
+        stamp: Path | None = None,
     ):
         self.api_url = api_url or os.environ.get(API_URL_ENV) or DEFAULT_API_URL
         self.delay = float(delay if delay is not None else os.environ.get(DELAY_ENV, 3.0))
@@ -203,14 +205,31 @@ class ArxivClient:
         self.max_retry_after = max_retry_after
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
+        # A file holding the time the last request ended, so that runs in quick succession
+        # (a shell loop of `mlatlas add`) keep the spacing too.
+        self.stamp = stamp
         self._last_request = -float("inf")
         self._lock = threading.Lock()
 
     def _wait_turn(self) -> None:
-        """Sleep until ``delay`` seconds have passed since the previous answer ended."""
+        """Sleep until ``delay`` seconds have passed since the previous answer ended (in any run)."""
         pause = self._last_request + self.delay - time.monotonic()
+        if self.stamp is not None:
+            try:
+                pause = max(pause, float(self.stamp.read_text()) + self.delay - time.time())
+            except (OSError, ValueError):
+                pass  # no earlier run, or an unreadable stamp
         if pause > 0:
-            time.sleep(pause)
+            time.sleep(min(pause, self.delay))
+
+    def _stamp_now(self) -> None:
+        self._last_request = time.monotonic()
+        if self.stamp is not None:
+            try:
+                self.stamp.parent.mkdir(parents=True, exist_ok=True)
+                self.stamp.write_text(repr(time.time()))
+            except OSError:
+                pass  # a read-only checkout only loses the spacing across runs
 
     def _get(self, params: dict[str, str]) -> bytes:
         """The body of one successful answer, after up to ``retries`` retries of transient failures."""
@@ -230,7 +249,7 @@ class ArxivClient:
                 except requests.RequestException as exc:  # e.g. a malformed --api-url: retrying cannot help
                     raise ArxivError(f"cannot ask {self.api_url}: {exc}") from exc
                 finally:
-                    self._last_request = time.monotonic()
+                    self._stamp_now()
             if response is not None:
                 if response.status_code == 200 and not response.content.startswith(b"Rate exceeded"):
                     return response.content

@@ -22,6 +22,8 @@ from mlatlas.links import (
     report_rows,
 )
 from mlatlas.paths import project_root
+
+ARXIV_STAMP = Path(".mlatlas-cache") / "arxiv-last-request"  # spaces requests across runs
 from mlatlas.problems import relative
 
 
@@ -45,7 +47,9 @@ def _at_least(kind, minimum=0):
 
 def run_add(args) -> int:
     root = _root(args)
-    client = ArxivClient(api_url=args.api_url, delay=args.delay, timeout=args.timeout, retries=args.retries)
+    client = ArxivClient(
+        api_url=args.api_url, delay=args.delay, timeout=args.timeout, retries=args.retries, stamp=root / ARXIV_STAMP
+    )
     try:
         files = add_papers(root, args.papers, client, paper_id=args.id, dry_run=args.dry_run)
     except (AddError, ArxivError) as exc:
