@@ -196,7 +196,7 @@ class SiteContent:
         return GeneratedPage(uri, render(template, href=self.linker(uri), **context))
 
     def _group(self, uri: str, heading: str, intro: str, views: list[PaperView], **query: str) -> GeneratedPage:
-        meta = front_matter(heading, search={"exclude": True}, hide=["navigation"])  # the paper pages carry the searchable text
+        meta = front_matter(heading, search={"exclude": True}, hide=["navigation", "toc"])  # the paper pages carry the searchable text
         return self._render(uri, "group.md.j2", meta=meta, heading=heading, intro=intro, views=views, query=query)
 
     # ---------------------------------------------------------------- facets
