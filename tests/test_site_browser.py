@@ -130,7 +130,7 @@ def test_every_paper_gets_a_page_and_the_downloads_hold_the_catalog(built, catal
     for group in ("topics", "venues", "years"):
         assert (built / group / "index.html").is_file()
     assert (built / "years" / "2026" / "index.html").is_file()
-    assert (built / "reproductions" / "site_fixture" / "omniglot-omniglot.png").is_file()
+    assert (built / "reproductions" / "site_fixture" / "omniglot.png").is_file()
 
 
 def test_no_catalog_string_reaches_the_html_unescaped(built):

@@ -54,6 +54,7 @@ class RecordView:
     record: ResultRecord
     path: Path
     plot_uri: str | None  # where the plot is published, if the record has one
+    curve_uri: str | None  # where the learning-curve CSV is published, if any
     gap: float | None  # ours minus the paper's number
     verdict: str  # "agrees", "better", "worse" or "" when there is no paper value
 
@@ -168,13 +169,22 @@ class SiteContent:
         view = self.by_id.get(record.paper)
         if view is None:  # a record for a paper not in the catalog: the checks report it
             return
-        plot_uri = None
-        if record.plot and (path.parent / record.plot).is_file():
-            source = (path.parent / record.plot).resolve()
-            plot_uri = f"reproductions/{record.reproduction}/{path.stem}-{source.name}"
-            self.assets.append(GeneratedAsset(plot_uri, source=source))
         gap, verdict = compare(record)
-        view.records.append(RecordView(record, path, plot_uri, gap, verdict))
+        plot_uri, curve_uri = self._publish(path, record, record.plot), self._publish(path, record, record.curve)
+        view.records.append(RecordView(record, path, plot_uri, curve_uri, gap, verdict))
+
+    def _publish(self, path: Path, record: ResultRecord, relative: str | None) -> str | None:
+        """Copy a file a record names (plot, curve) into the site; its URI there, or None if it is missing."""
+        if not relative or not (path.parent / relative).is_file():
+            return None
+        source = (path.parent / relative).resolve()
+        try:  # keep the layout of the results folder; files from elsewhere go flat
+            name = source.relative_to(path.parent.resolve()).as_posix()
+        except ValueError:
+            name = source.name
+        uri = f"reproductions/{record.reproduction}/{name}"
+        self.assets.append(GeneratedAsset(uri, source=source))
+        return uri
 
     # ---------------------------------------------------------------- links
     def linker(self, current_uri: str):

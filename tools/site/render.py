@@ -29,15 +29,19 @@ from markupsafe import Markup
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "site"
 
 
-def number(value: float | None, digits: int = 2) -> str:
-    """A result value as the paper would print it: no trailing zeros beyond what was given."""
+def number(value: float | None, digits: int = 4) -> str:
+    """A result as recorded, to ``digits`` significant digits (enough not to hide a gap), never in e-notation."""
     if value is None:
         return ""
-    text = f"{value:.{digits}f}".rstrip("0").rstrip(".")
-    return text if text not in ("-0", "") else "0"
+    if abs(value) >= 10**digits:
+        return f"{value:,.0f}"
+    text = f"{value:.{digits}g}"
+    if "e" in text:  # tiny values: fixed notation with the same significant digits
+        text = f"{value:.{digits + 6}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
-def signed(value: float, digits: int = 2) -> str:
+def signed(value: float, digits: int = 4) -> str:
     return ("+" if value > 0 else "−" if value < 0 else "±") + number(abs(value), digits)
 
 
