@@ -195,7 +195,7 @@
     // On a phone the label chips fold away unless the URL chose some.
     var facets = root.querySelector("details.mla-facets");
     if (facets && window.matchMedia("(max-width: 45em)").matches && !chips.some(isPressed)) facets.open = false;
-    order();
+    if (sort.key) order(); // the page already lists newest first
     apply();
     root.dataset.ready = "true";
   }
