@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "mlatlas.commands.catalog_commands",
     "mlatlas.commands.repro_commands",
     "mlatlas.commands.contrib_commands",
+    "mlatlas.commands.bench_commands",
 ]
 
 

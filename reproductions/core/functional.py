@@ -43,14 +43,8 @@ def adapt(
     """
     x, y = support
     names = [n for n in params if only is None or n in only]
-
     for _ in range(steps):
-        frozen = {n: p for n, p in params.items() if n not in names}
-
-        def support_loss(fast: Params) -> Tensor:
-            return loss_fn(functional_call(model, {**frozen, **fast}, (x,)), y)
-
-        grads = grad(support_loss)({n: params[n] for n in names})
+        grads = support_grads(model, params, names, x, y, loss_fn, create_graph=not first_order)
         updated = {}
         for n in names:
             g = grads[n].detach() if first_order else grads[n]
@@ -58,6 +52,31 @@ def adapt(
             updated[n] = params[n] - step
         params = {**params, **updated}
     return params
+
+
+def support_grads(
+    model: nn.Module, params: Params, names: list[str], x: Tensor, y: Tensor, loss_fn: LossFn, create_graph: bool
+) -> Params:
+    """Gradient of the support loss with respect to the parameters in ``names``.
+
+    Inside a ``torch.func`` transform (``vmap`` over tasks) only ``torch.func.grad`` sees the transformed
+    tensors. Outside one, plain ``torch.autograd.grad`` is cheaper: it skips functorch's per-operation wrapping,
+    and for first order (``create_graph=False``) it does not build the graph of the gradient at all, which
+    ``torch.func.grad`` always does.
+    """
+    if torch._C._functorch.peek_interpreter_stack() is not None:
+        frozen = {n: p for n, p in params.items() if n not in names}
+
+        def support_loss(fast: Params) -> Tensor:
+            return loss_fn(functional_call(model, {**frozen, **fast}, (x,)), y)
+
+        return grad(support_loss)({n: params[n] for n in names})
+    with torch.enable_grad():  # like torch.func.grad, also under the caller's no_grad (evaluation)
+        # A parameter that does not require grad (detached for evaluation) gets a leaf that does.
+        fast = {n: params[n] if params[n].requires_grad else params[n].detach().requires_grad_() for n in names}
+        loss = loss_fn(functional_call(model, {**params, **fast}, (x,)), y)
+        grads = torch.autograd.grad(loss, list(fast.values()), create_graph=create_graph)
+    return dict(zip(names, grads))
 
 
 def task_loss(
@@ -103,6 +122,38 @@ def meta_loss(
         one(tasks.support_x[i], tasks.support_y[i], tasks.query_x[i], tasks.query_y[i]) for i in range(len(tasks))
     ]
     return torch.stack(losses).mean()
+
+
+def meta_gradient(
+    model: nn.Module,
+    params: Params,
+    tasks: TaskBatch,
+    loss_fn: LossFn,
+    steps: int,
+    lr: LearningRate,
+    first_order: bool = False,
+    only: Collection[str] | None = None,
+    vectorize: bool = False,
+) -> Tensor:
+    """Add the meta-gradient of :func:`meta_loss` to the ``.grad`` of the leaves behind ``params`` (and ``lr``);
+    return the meta-loss, detached.
+
+    Without ``vectorize`` each task's query loss is back-propagated on its own, so its graph (inner steps and
+    query activations) is freed before the next task is adapted: peak memory holds one task's graph instead
+    of the whole batch's. The gradient equals ``meta_loss(...).backward()`` up to float rounding. ``params``
+    must be leaves (or tensors whose graph may be freed after the first task).
+    """
+    if vectorize:
+        loss = meta_loss(model, params, tasks, loss_fn, steps, lr, first_order, only, vectorize=True)
+        loss.backward()
+        return loss.detach()
+    total = 0.0
+    for i in range(len(tasks)):
+        support, query = (tasks.support_x[i], tasks.support_y[i]), (tasks.query_x[i], tasks.query_y[i])
+        loss = task_loss(model, params, support, query, loss_fn, steps, lr, first_order, only) / len(tasks)
+        loss.backward()
+        total = total + loss.detach()
+    return torch.as_tensor(total)
 
 
 def losses_after_steps(

@@ -1,0 +1,1 @@
+"""Benchmarks of the reproduction core against peer libraries (``mlatlas bench``)."""

@@ -1,0 +1,127 @@
+"""Markdown for the results of ``mlatlas bench`` (``benchmarks/results/meta_bench.json``): the terminal table
+and the website's benchmarks page. Every string from the results file goes through :func:`md_text`."""
+
+from __future__ import annotations
+
+from mlatlas.mdescape import md_text
+
+IMPL_NAMES = {"ours": "ours (reproductions.core)", "higher": "higher", "learn2learn": "learn2learn"}
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _row(config: dict, result: dict, memory: bool) -> str:
+    name = md_text(IMPL_NAMES.get(result["impl"], result["impl"]))
+    if not result.get("available"):
+        cells = [md_text(config["key"]), name, f"not available: {md_text(result.get('reason', 'unknown'))}"]
+        cells += ["-"] * (5 if memory else 3)
+        return "| " + " | ".join(cells) + " |"
+    spread = f"{_seconds(result['seconds_q1'])} - {_seconds(result['seconds_q3'])}"
+    cells = [
+        md_text(config["key"]),
+        name,
+        f"{_seconds(result['seconds_median'])} ({spread})",
+        f"{result['tasks_per_second']:.1f}",
+        _ratio(result["time_ratio_to_ours"]),
+        f"{result['grad_rel_diff']:.1e}",
+    ]
+    if memory:
+        cells += [f"{result['peak_mib']:.1f}", _ratio(result.get("memory_ratio_to_ours"))]
+    return "| " + " | ".join(cells) + " |"
+
+
+def render_table(data: dict) -> str:
+    """One row per (configuration, implementation): time per meta-iteration with its interquartile range,
+    tasks per second, time relative to ours, agreement of the meta-gradient and peak memory."""
+    memory = any("peak_mib" in r for c in data["configs"] for r in c["results"])
+    head = ["configuration", "implementation", "s / meta-iteration, median (IQR)", "tasks / s",
+            "time vs ours", "grad. diff. vs ours"]
+    if memory:
+        head += ["peak MiB", "memory vs ours"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for config in data["configs"]:
+        lines += [_row(config, result, memory) for result in config["results"]]
+    return "\n".join(lines) + "\n"
+
+
+def _load(config: dict) -> str:
+    load = config["load_during_timing"]
+    return f"{load['min']:.1f} / {load['median']:.1f} / {load['max']:.1f}"
+
+
+def render_bench_page(data: dict) -> str:
+    """The benchmarks page: what was compared, the table, the machine, the load and how to reproduce."""
+    machine, versions, settings = data["machine"], data["versions"], data["settings"]
+    version_text = ", ".join(f"{md_text(k)} {md_text(v)}" for k, v in versions.items())
+    lines = [
+        "# Meta-learning core benchmark",
+        "",
+        "How fast and how lean our reproduction core (`reproductions.core.functional`) computes MAML "
+        "meta-gradients, next to the established [higher](https://github.com/facebookresearch/higher) library, "
+        "on identical work: same initial weights, same task batch, same inner learning rate.",
+        "",
+        f"Recorded by `{md_text(data['command'])}` at commit `{md_text(data['commit'])}` on "
+        f"{md_text(data['date'])}" + (" (quick smoke run, not a result)." if settings.get("quick") else "."),
+        "",
+        "## Results",
+        "",
+        render_table(data),
+        "*time vs ours* and *memory vs ours* are the implementation's median time and peak memory divided by "
+        "ours (above 1 means more than ours). *grad. diff.* is the largest absolute difference between its "
+        "meta-gradient and ours divided by the largest component of ours, computed in float64 on the timed "
+        f"batch; the benchmark stops if it exceeds {settings['rtol']:g}.",
+        "",
+        "| configuration | what | our strategy | load average during timing (min / median / max) |",
+        "|---|---|---|---|",
+    ]
+    for config in data["configs"]:
+        lines.append(f"| {md_text(config['key'])} | {md_text(config['description'])} | "
+                     f"{md_text(config['ours_strategy'])} | {_load(config)} |")
+    memory_methods = sorted({c["memory_method"] for c in data["configs"] if c.get("memory_method")})
+    lines += [
+        "",
+        "## Method",
+        "",
+        f"- One meta-iteration is the forward and backward pass that leaves the mean meta-gradient of the task "
+        f"batch in `.grad` (no outer optimiser step, no data loading). Timing in {md_text(settings['timing_dtype'])} "
+        f"with one thread, {settings['warmup']} warm-up meta-iterations per implementation, then "
+        f"{settings['repeats']} rounds of about {settings['round_seconds']:g} s each; the implementations "
+        "alternate order from round to round so that load from other processes falls on all alike. "
+        "Reported: median and interquartile range (IQR) of the per-meta-iteration times over the rounds.",
+        "- higher runs its documented idiom: `innerloop_ctx` per task with a differentiable SGD inner optimiser "
+        "(`copy_initial_weights=False`, `track_higher_grads` off for first order, in which case the query "
+        "gradient at the adapted weights is added to the initial weights by hand) and a backward pass per task.",
+        "- Ours maps over the tasks with `torch.func.vmap` for the MLP, which has no batch norm. For the conv net "
+        "it loops over the tasks and back-propagates each task's query loss before adapting the next "
+        "(`meta_gradient`), because vmapped second-order meta-gradients through affine batch norm are not exact.",
+        "- Peak memory: " + "; ".join(md_text(m) for m in memory_methods) + ". Each (configuration, "
+        "implementation) runs 3 meta-iterations in a fresh Python process; the figure is the resident-memory "
+        "high-water mark during them minus the resident memory just before them (after imports, model and "
+        "batch)." if memory_methods else "- Peak memory was not measured in this run.",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {md_text(machine['cpu'])}, {machine['logical_cpus']} logical CPUs; torch threads: "
+        f"{machine['torch_threads']}; {md_text(machine['os'])}",
+        f"- Versions: {version_text}",
+        f"- Load average (1, 5, 15 min) before the run: "
+        f"{', '.join(f'{v:.1f}' for v in data['load_average_before'])}; after: "
+        f"{', '.join(f'{v:.1f}' for v in data['load_average_after'])}. The machine is shared; a load above the "
+        "number of CPUs means other processes competed for them during the run.",
+        f"- Wall time of the run: {data['wall_seconds']:.0f} s",
+        "",
+        "## Reproduce",
+        "",
+        "```bash",
+        "pip install -e '.[bench]'   # higher==0.2.1",
+        "mlatlas bench --json benchmarks/results/meta_bench.json --markdown benchmarks/results/meta_bench.md",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
