@@ -114,7 +114,7 @@ def train(model: nn.Module, split: data.Split, config: dict, seed: int) -> tuple
         for i in range(0, n, tr["batch_size"]):
             idx = perm[i:i + tr["batch_size"]]
             loss = F.cross_entropy(model(split.x_train[idx]), split.y_train[idx])
-            if not math.isfinite(float(loss)):
+            if not math.isfinite(float(loss.detach())):
                 curve.append({"epoch": epoch, "train_loss": float("nan"), "test_loss": float("nan"),
                               "test_error_pct": evaluate(model, split.x_test, split.y_test)[1]})
                 return curve, True

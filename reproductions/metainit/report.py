@@ -13,8 +13,9 @@ from reproductions.core import recording, registry
 from reproductions.metainit.experiment import JobResult
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-CODE_PATHS = ["reproductions/metainit", ":(exclude)reproductions/metainit/results", "reproductions/core",
-              "reproductions/datasets"]
+# The code a record depends on (results excluded): uncommitted changes here mark its commit "-dirty".
+CODE_PATHS = ["reproductions/metainit", ":(exclude)reproductions/metainit/results", "reproductions/core/registry.py",
+              "reproductions/core/runtime.py", "reproductions/core/recording.py", "reproductions/datasets/omniglot.py"]
 DESCRIPTIONS = {
     "standard": "standard init (N(0, gain²/fan_in), biases 0)",
     "bad": "bad init (standard x {bad})",
