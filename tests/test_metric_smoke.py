@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mlatlas.records import load_records
 from reproductions.core import registry
 from reproductions.datasets.omniglot_benchmark import Episode
 
@@ -51,9 +52,20 @@ def test_smoke_run(name, device, data_dir, tmp_path):
     config_name, config = registry.load_config(repro, "smoke")
     config["data"]["data_dir"] = str(data_dir)
     config["data"]["base_url"] = "http://127.0.0.1:9"  # nothing may be downloaded: the archives are there
+    write = name == "prototypical_networks" and device == "cpu"  # one run goes through the record writer too
     ctx = registry.RunContext(config_name=config_name, device=device, work_dir=tmp_path, root=tmp_path,
-                              write_record=False, progress=False)
+                              write_record=write, progress=False, command="mlatlas repro run test")
     metrics = repro.run(config, ctx)
+    if write:
+        records, problems = load_records(tmp_path)
+        assert not problems
+        by_stem = {path.stem: rec for path, rec in records}
+        assert set(by_stem) == {"smoke_small1_runs", "smoke_small1_5way1shot", "smoke_small1_20way5shot"}
+        runs = by_stem["smoke_small1_runs"]
+        assert runs.value == round(metrics["small1_runs_error_pct"], 2) and not runs.higher_is_better
+        assert runs.paper_value.value == 30.1 and "people 4.5%" in runs.notes and runs.n_eval_tasks == 20
+        assert (tmp_path / "reproductions" / name / "results" / "smoke_small1_runs.csv").exists()
+        assert by_stem["smoke_small1_5way1shot"].paper_value.value == 98.8
     assert set(metrics) == {"small1_runs_error_pct", "small1_5way_1shot_acc_pct", "small1_20way_5shot_acc_pct"}
     assert 0 <= metrics["small1_runs_error_pct"] <= 100
     assert all(0 <= v <= 100 for v in metrics.values())
