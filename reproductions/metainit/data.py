@@ -44,7 +44,8 @@ def resolve_archive(path: str | None, archive: str) -> Path:
         try:
             return omniglot.fetch_archive(archive)
         except omniglot.OmniglotDataError as exc:
-            raise DataError(f"{exc} (or give a local copy with --set data.path=FOLDER_OR_ZIP)") from exc
+            raise DataError(f"{exc} Or set $MLATLAS_DATA_DIR to a folder holding omniglot/{archive}, or give the zip "
+                            "with --set data.path=ZIP (a run with --set writes no record).") from exc
     candidate = Path(path).expanduser()
     if candidate.is_dir():
         candidate = candidate / archive
