@@ -6,13 +6,14 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 import yaml
@@ -138,6 +139,22 @@ def test_no_catalog_string_reaches_the_html_unescaped(built):
         text = page.read_text(encoding="utf-8")
         assert "<script>window.__pwned" not in text, page
         assert "<b>Learning</b>" not in text and "<i>Tester</i>" not in text, page
+
+
+def test_every_internal_link_and_image_points_at_a_built_file(built):
+    """Our templates compute relative links themselves (mkdocs does not check raw HTML), so check them all."""
+    broken = []
+    for page in built.rglob("*.html"):
+        for target in re.findall(r'(?:href|src)="([^"#?]+)', page.read_text(encoding="utf-8")):
+            if re.match(r"^[a-z]+:", target) or target.startswith("//"):
+                continue
+            base = built if target.startswith("/") else page.parent  # 404.html links from the site root
+            path = (base / unquote(target).lstrip("/")).resolve()
+            if path.is_dir():
+                path = path / "index.html"
+            if not path.is_file():
+                broken.append(f"{page.relative_to(built)} -> {target}")
+    assert not broken, broken[:20]
 
 
 # ------------------------------------------------------------------------------------ browser

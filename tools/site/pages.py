@@ -10,12 +10,14 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import json
 
+from mkdocs.structure.files import File
 from mkdocs.utils import get_relative_url
 
 from mlatlas.bibtex import bibtex_keys, catalog_bibtex, paper_bibtex
@@ -105,14 +107,10 @@ def venue_uri(venue_name: str) -> str:
     return f"venues/{slug(venue_name)}.md"
 
 
+@lru_cache(maxsize=None)
 def page_url(src_uri: str, use_directory_urls: bool) -> str:
-    """The URL mkdocs gives a file at ``src_uri`` (same rules as ``mkdocs.structure.files.File``)."""
-    if not src_uri.endswith(".md"):
-        return src_uri
-    stem = src_uri[: -len(".md")]
-    if stem == "index" or stem.endswith("/index"):
-        return stem[: -len("index")]
-    return f"{stem}/" if use_directory_urls else f"{stem}.html"
+    """The URL mkdocs gives a file at ``src_uri`` (asked of mkdocs itself, so the rules cannot drift)."""
+    return File(src_uri, src_dir=None, dest_dir="", use_directory_urls=use_directory_urls).url
 
 
 def tag_name(family: LabelFamily, label: Label) -> str:
@@ -193,7 +191,7 @@ class SiteContent:
 
         def href(target: str, fragment: str = "", **query: str) -> str:
             url = get_relative_url(page_url(target, self.use_directory_urls), here) if target else ""
-            if url == "." and (query or fragment):
+            if url in ("", ".") and (query or fragment):
                 url = "./"
             if query:
                 url += "?" + urlencode({k: v for k, v in query.items() if v})
