@@ -294,7 +294,9 @@ def _write_records(name, paper, config, ctx, background, train_chars, heldout_ch
                    device) -> None:
     rec, tr = config["record"], config["train"]
     results_dir = Path(ctx.root) / "reproductions" / name / "results"
-    budget = (f"{tr['iterations']:,} episodes of {tr['n_way']}-way {tr['k_shot']}-shot ({tr['n_query']} queries per "
+    batch = tr.get("meta_batch", 1)
+    steps = f"{tr['iterations']:,} updates of {batch} episodes" if batch > 1 else f"{tr['iterations']:,} episodes"
+    budget = (f"{steps} of {tr['n_way']}-way {tr['k_shot']}-shot ({tr['n_query']} queries per "
               f"class), {config.get('threads', 1)} CPU thread; "
               f"{state.seconds / 60:.0f} min of training, wall clock on a 2-core machine shared with other jobs")
     train_desc = (f"minimal setting: meta-trained on images_background_{background} only ({len(train_chars)} "
