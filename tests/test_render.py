@@ -189,3 +189,13 @@ def test_missing_readme_is_a_clear_error(tree, capsys):
     assert main(["--root", str(tree.root), "render", "--check"]) == 1
     err = capsys.readouterr().err
     assert "error: cannot read" in err and "README.md" in err and "Traceback" not in err
+
+
+def test_date_column_shows_no_more_than_is_known(tree):
+    tree.edit("catalog/papers/alpha.yaml", "date: 2017-03-09", "date: 2017-01-01\ndate_precision: year")
+    assert main(["--root", str(tree.root), "render"]) == 0
+    rows = [r for r in tree.read("README.md").splitlines() if "Alpha Learning" in r]
+    assert rows and all(r.startswith("| 2017 | Alpha |") for r in rows)
+    tree.edit("catalog/papers/beta.yaml", "date: 2019-05-01", "date: 2019-05-01\ndate_precision: month")
+    assert main(["--root", str(tree.root), "render"]) == 0
+    assert "| 2019-05 | — |" in tree.read("README.md")

@@ -86,7 +86,7 @@ def paper_row(paper: Paper, badges: dict[tuple[str, str], str], families: list[s
     url = primary_url(paper)
     title = md_link(paper.title, url) if url else md_text(paper.title)
     return [
-        paper.date.strftime("%Y-%m"),
+        paper.date.strftime("%Y" if paper.date_precision == "year" else "%Y-%m"),  # never more than is known
         method,
         labels,
         md_text(paper.venue),
