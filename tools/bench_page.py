@@ -101,9 +101,10 @@ def render_bench_page(data: dict) -> str:
         "it loops over the tasks and back-propagates each task's query loss before adapting the next "
         "(`meta_gradient`), because vmapped second-order meta-gradients through affine batch norm are not exact.",
         "- Peak memory: " + "; ".join(md_text(m) for m in memory_methods) + ". Each (configuration, "
-        "implementation) runs 3 meta-iterations in a fresh Python process; the figure is the resident-memory "
-        "high-water mark during them minus the resident memory just before them (after imports, model and "
-        "batch)." if memory_methods else "- Peak memory was not measured in this run.",
+        "implementation) runs in a fresh Python process: one untimed meta-iteration (one-time initialisation), "
+        "freed memory handed back to the system, then 3 meta-iterations; the figure is the resident-memory "
+        "high-water mark during those minus the resident memory just before them, median over "
+        f"{settings.get('memory_runs', 1)} processes." if memory_methods else "- Peak memory was not measured in this run.",
         "",
         "## Machine",
         "",

@@ -9,8 +9,8 @@ For each configuration, in one process:
    few meta-iterations, and the order of implementations alternates between rounds (A,B then B,A) so that load
    from other processes on a shared machine falls on all of them alike. The median and interquartile range of
    the per-meta-iteration times over the rounds are reported, with the load average seen during the rounds.
-3. **Memory.** Peak resident memory above a baseline, in a fresh subprocess per (configuration,
-   implementation): see :mod:`reproductions.bench.peak_memory`.
+3. **Memory.** Peak resident memory above a baseline, in fresh subprocesses per (configuration,
+   implementation), median of ``memory_runs``: see :mod:`reproductions.bench.peak_memory`.
 """
 
 from __future__ import annotations
@@ -85,8 +85,14 @@ def time_rounds(
     return seconds, loads
 
 
-def peak_memory(config: Config, impl: str) -> dict:
-    """Run :mod:`reproductions.bench.peak_memory` in a fresh interpreter."""
+def peak_memory(config: Config, impl: str, runs: int) -> dict:
+    """Median over ``runs`` fresh interpreters of :mod:`reproductions.bench.peak_memory`."""
+    measured = [_peak_memory_once(config, impl) for _ in range(runs)]
+    return {**measured[0], "peak_mib": statistics.median(m["peak_mib"] for m in measured),
+            "peak_mib_all": [m["peak_mib"] for m in measured]}
+
+
+def _peak_memory_once(config: Config, impl: str) -> dict:
     out = subprocess.run(
         [sys.executable, "-m", "reproductions.bench.peak_memory", config.key, impl],
         capture_output=True, text=True, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -101,13 +107,15 @@ def summarize(times: list[float]) -> dict:
     return {"seconds_median": median, "seconds_q1": q1, "seconds_q3": q3, "seconds_all": times}
 
 
-def bench_config(config: Config, repeats: int, warmup: int, memory: bool, round_seconds: float) -> dict:
+def bench_config(
+    config: Config, repeats: int, warmup: int, memory_runs: int, round_seconds: float
+) -> dict:
     names = list(workloads.IMPLEMENTATIONS)
     reasons = {impl: workloads.unavailable(impl) for impl in names}
     runnable = [impl for impl in names if reasons[impl] is None]
     differences = check_agreement(config, runnable)
     seconds, loads = time_rounds(config, runnable, repeats, warmup, round_seconds)
-    memories = {impl: peak_memory(config, impl) for impl in runnable} if memory else {}
+    memories = {impl: peak_memory(config, impl, memory_runs) for impl in runnable} if memory_runs else {}
     ours_time = statistics.median(seconds["ours"])
     results = []
     for impl in names:
@@ -117,8 +125,8 @@ def bench_config(config: Config, repeats: int, warmup: int, memory: bool, round_
         row = {"impl": impl, "available": True, "grad_rel_diff": differences[impl], **summarize(seconds[impl])}
         row["tasks_per_second"] = config.meta_batch / row["seconds_median"]
         row["time_ratio_to_ours"] = row["seconds_median"] / ours_time
-        if memory:
-            row["peak_mib"] = memories[impl]["peak_mib"]
+        if memory_runs:
+            row["peak_mib"], row["peak_mib_all"] = memories[impl]["peak_mib"], memories[impl]["peak_mib_all"]
             row["memory_ratio_to_ours"] = memories[impl]["peak_mib"] / memories["ours"]["peak_mib"]
         results.append(row)
     return {
@@ -139,7 +147,8 @@ def git_commit(root: Path) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False).stdout.strip()
 
     commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--", "reproductions/core", "reproductions/bench")
+    dirty = git("status", "--porcelain", "--", "reproductions/core", "reproductions/bench",
+                "reproductions/datasets/omniglot_benchmark.py")
     return commit + ("-dirty" if dirty else "")
 
 
@@ -166,7 +175,7 @@ def versions() -> dict:
     return found
 
 
-def run(root: Path, quick: bool = False, repeats: int = 7, warmup: int = 2, memory: bool = True,
+def run(root: Path, quick: bool = False, repeats: int = 7, warmup: int = 2, memory_runs: int = 3,
         command: str = "mlatlas bench", progress: bool = True) -> dict:
     """The whole benchmark; the result is what ``benchmarks/results/meta_bench.json`` records."""
     torch.set_num_threads(1)
@@ -176,7 +185,7 @@ def run(root: Path, quick: bool = False, repeats: int = 7, warmup: int = 2, memo
     started = time.perf_counter()
     rows = []
     for config in tqdm(configs, desc="configurations", disable=not progress):
-        rows.append(bench_config(config, repeats, warmup, memory, round_seconds))
+        rows.append(bench_config(config, repeats, warmup, memory_runs, round_seconds))
     return {
         "command": command,
         "commit": git_commit(root),
@@ -187,6 +196,6 @@ def run(root: Path, quick: bool = False, repeats: int = 7, warmup: int = 2, memo
         "load_average_before": list(load_before),
         "load_average_after": list(os.getloadavg()),
         "settings": {"quick": quick, "repeats": repeats, "warmup": warmup, "rtol": RTOL,
-                     "check_dtype": "float64", "timing_dtype": "float32", "round_seconds": round_seconds},
+                     "check_dtype": "float64", "timing_dtype": "float32", "round_seconds": round_seconds, "memory_runs": memory_runs},
         "configs": rows,
     }

@@ -25,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="tiny configurations and 2 rounds: a smoke test, not a result")
     p.add_argument("--repeats", type=int, help="timed rounds per configuration (default 7, --quick 2)")
     p.add_argument("--warmup", type=int, default=2, help="untimed meta-iterations per implementation first (default 2)")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--memory-runs", type=int, metavar="N",
+                   help="fresh processes measuring peak memory per configuration and implementation, median "
+                   "reported (default 3, --quick 1; 0 skips memory)")
     p.add_argument("--json", type=Path, metavar="OUT", help="write the full results as JSON to OUT")
     p.add_argument("--markdown", type=Path, metavar="OUT", help="write the results table as Markdown to OUT")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
@@ -49,15 +51,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from reproductions.bench import meta_bench
 
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 7)
-    if repeats < 1 or args.warmup < 1:
-        print("error: --repeats and --warmup must be at least 1", file=sys.stderr)
+    memory_runs = args.memory_runs if args.memory_runs is not None else (1 if args.quick else 3)
+    if repeats < 1 or args.warmup < 1 or memory_runs < 0:
+        print("error: --repeats and --warmup must be at least 1, --memory-runs at least 0", file=sys.stderr)
         return 2
     root = Path(args.root) if args.root else project_root()
     command = " ".join(["mlatlas bench"] + (["--quick"] if args.quick else []) + [f"--repeats {repeats}"]
-                       + (["--no-memory"] if args.no_memory else []))
+                       + [f"--memory-runs {memory_runs}"])
     try:
         data = meta_bench.run(root, quick=args.quick, repeats=repeats, warmup=args.warmup,
-                              memory=not args.no_memory, command=command, progress=not args.no_progress)
+                              memory_runs=memory_runs, command=command, progress=not args.no_progress)
     except meta_bench.DisagreementError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
