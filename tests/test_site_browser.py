@@ -141,6 +141,14 @@ def test_no_catalog_string_reaches_the_html_unescaped(built):
         assert "<b>Learning</b>" not in text and "<i>Tester</i>" not in text, page
 
 
+def test_nothing_is_fetched_from_the_network(built):
+    """Scripts, styles, fonts and images all come from the built site (the site works offline)."""
+    remote = re.compile(r'<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)="(?:https?:)?//', re.I)
+    for page in built.rglob("*.html"):
+        found = remote.search(page.read_text(encoding="utf-8"))
+        assert not found, f"{page.relative_to(built)}: {found.group(0)}"
+
+
 def test_every_internal_link_and_image_points_at_a_built_file(built):
     """Our templates compute relative links themselves (mkdocs does not check raw HTML), so check them all."""
     broken = []
