@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 import yaml
 from PIL import Image, ImageDraw
 
+from mlatlas.cli import main
 from mlatlas.records import ResultRecord
 from reproductions.core import registry
 from reproductions.metainit import data, experiment, report
@@ -148,23 +147,26 @@ def test_run_caches_jobs_and_writes_valid_records(tmp_path, fake_zip):
     assert out / "smoke_summary.png" in written
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlatlas.cli", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120)
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``mlatlas ARGS`` in this process (the console script calls the same ``main``)."""
+    code = main(["--root", str(ROOT), *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
-def test_cli_smoke_run_prints_metrics_and_writes_no_record(tmp_path, fake_zip):
+def test_cli_smoke_run_prints_metrics_and_writes_no_record(tmp_path, fake_zip, capsys):
     before = sorted((ROOT / "reproductions" / "metainit" / "results").glob("*"))
-    proc = run_cli("repro", "run", "metainit", "--config", "smoke", "--set", f"data.path={fake_zip}",
-                   "--set", "data.train_drawings=3", "--device", "cpu", "--work-dir", str(tmp_path), "--no-progress")
-    assert proc.returncode == 0, proc.stderr
-    assert "depth3_bad+metainit_gq_start:" in proc.stdout and "depth2_standard_test_error_pct:" in proc.stdout
+    code, out, err = run_cli(capsys, "repro", "run", "metainit", "--config", "smoke", "--set", f"data.path={fake_zip}",
+                             "--set", "data.train_drawings=3", "--device", "cpu", "--work-dir", str(tmp_path),
+                             "--no-progress")
+    assert code == 0, err
+    assert "depth3_bad+metainit_gq_start:" in out and "depth2_standard_test_error_pct:" in out
     assert sorted((ROOT / "reproductions" / "metainit" / "results").glob("*")) == before
 
 
-def test_cli_names_a_missing_data_path(tmp_path):
-    proc = run_cli("repro", "run", "metainit", "--config", "smoke", "--set", f"data.path={tmp_path}/nope.zip",
-                   "--device", "cpu", "--work-dir", str(tmp_path), "--no-progress")
-    assert proc.returncode == 1
-    assert f"error: metainit: data.path: {tmp_path}/nope.zip does not exist" in proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_cli_names_a_missing_data_path(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "repro", "run", "metainit", "--config", "smoke", "--set",
+                           f"data.path={tmp_path}/nope.zip", "--device", "cpu", "--work-dir", str(tmp_path),
+                           "--no-progress")
+    assert code == 1
+    assert f"error: metainit: data.path: {tmp_path}/nope.zip does not exist" in err
