@@ -119,7 +119,7 @@ def _curve_png(rows: Sequence[dict[str, float]], title: str, ylabel: str) -> byt
     ax.set_xlabel("meta-iteration")
     ax.set_ylabel(ylabel)
     ax.set_yscale("log")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -139,11 +139,13 @@ def write_record(
     device: str,
     wall_time_s: float,
     curve: Sequence[dict[str, float]] | None = None,
+    commit: str | None = None,
     **fields,
 ) -> Path:
     """Validate and write ``<results_dir>/<stem>.yaml`` (plus ``<stem>.csv`` and ``<stem>.png`` when a curve is
     given). ``fields`` are the :class:`ResultRecord` fields other than ``environment``, ``curve`` and ``plot``.
-    ``code_paths`` are the folders whose uncommitted changes mark the commit ``-dirty``. Returns the YAML path.
+    ``code_paths`` are the folders whose uncommitted changes mark the commit ``-dirty``; ``commit`` overrides the
+    look-up (so that several records of one run name the same commit). Returns the YAML path.
     """
     results_dir.mkdir(parents=True, exist_ok=True)
     data = dict(fields)
@@ -151,7 +153,7 @@ def write_record(
         data["curve"], data["plot"] = f"{stem}.csv", f"{stem}.png"
     data["environment"] = {
         "command": command,
-        "commit": git_commit(root, code_paths),
+        "commit": commit or git_commit(root, code_paths),
         "hardware": hardware_description(device),
         "device": device,
         "versions": library_versions(),
@@ -161,7 +163,7 @@ def write_record(
     record = ResultRecord.model_validate(data)  # raises before anything is written
     if curve:
         _atomic_write(results_dir / f"{stem}.csv", _curve_csv(curve))
-        title = f"{record.reproduction}: {record.benchmark}, {record.setting}"
+        title = f"{record.reproduction}: {record.benchmark}\n{record.setting}"
         _atomic_write(results_dir / f"{stem}.png", _curve_png(curve, title, record.metric))
     text = yaml.safe_dump(record.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True)
     path = results_dir / f"{stem}.yaml"

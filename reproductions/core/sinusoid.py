@@ -63,8 +63,9 @@ def code_paths(repro: registry.Reproduction) -> list[str]:
 
 
 def training_settings(config: dict) -> dict:
-    """The settings a checkpoint depends on. Changing the final evaluation or the record text keeps it valid, and
-    so does raising ``train.iterations`` when no schedule depends on it: the run then trains on from where it was.
+    """The settings a checkpoint depends on. Changing the final evaluation (test tasks, step counts) or the record
+    text keeps it valid, and so does raising ``train.iterations`` when no schedule depends on it: the run then
+    trains on from where it was.
     """
     ev, train = config["eval"], dict(config["train"])
     if not train.get("anneal", False):
@@ -72,7 +73,7 @@ def training_settings(config: dict) -> dict:
     return {
         **{k: v for k, v in config.items() if k not in ("eval", "record", "threads", "train")},
         "train": train,
-        "validation": (ev["val_tasks"], ev["query"], sorted(ev["steps"])),
+        "validation": (ev["val_tasks"], ev["query"]),
     }
 
 
@@ -150,9 +151,13 @@ def write_records(repro, config, ctx, state, metrics, device, eval_seconds) -> N
         f"{' '.join(rec['notes'].split())} Test: {ev['tasks']:,} fresh tasks from one training seed, "
         f"K = {data['k_shot']} support and {ev['query']} query points each; the 95% CI is over those tasks only."
     )
+    commit = recording.git_commit(ctx.root, code_paths(repro))  # once, so all records of a run agree
     trained_at = sorted({session["commit"] for session in state.sessions})
-    if trained_at != [recording.git_commit(ctx.root, code_paths(repro))]:
+    if trained_at != [commit]:
         notes += f" Meta-trained at commit {', '.join(trained_at) or 'unknown'}; evaluated at the commit below."
+    # The curve keeps the validation columns of the evaluated step counts only.
+    columns = {"iteration", "train_loss"} | {f"val_mse_{s}step" for s in ev["steps"]}
+    curve = [{k: v for k, v in row.items() if k in columns} for row in state.curve]
     for s in sorted(ev["steps"]):
         paper_value = rec.get("paper_values", {}).get(s)
         recording.write_record(
@@ -163,7 +168,8 @@ def write_records(repro, config, ctx, state, metrics, device, eval_seconds) -> N
             command=ctx.command,
             device=str(device),
             wall_time_s=state.seconds + eval_seconds,
-            curve=state.curve,
+            commit=commit,
+            curve=curve,
             paper=repro.paper,
             reproduction=repro.name,
             benchmark=BENCHMARK,
