@@ -22,6 +22,7 @@ from reproductions.incremental_ltl.data import (
     load_schools,
     make_eval_tasks,
     resolve_schools_path,
+    scale_by_max_abs,
     schools_split,
 )
 from reproductions.incremental_ltl.experiment import check_config, run_experiment
@@ -57,6 +58,10 @@ def test_schools_loader_reads_the_real_file():
     assert {X.shape[1] for X, _ in tasks} == {27}  # 26 features + the bias we append
     assert all(np.all(X[:, -1] == 1) for X, _ in tasks)
     assert min(len(y) for _, y in tasks) == 22 and max(len(y) for _, y in tasks) == 251
+
+    scaled = scale_by_max_abs(tasks)
+    assert np.allclose(np.abs(np.vstack([X for X, _ in scaled])).max(0), 1.0)
+    assert all(np.array_equal(y, y0) for (_, y), (_, y0) in zip(scaled, tasks))
 
     split = schools_split(np.random.default_rng(0), tasks, 75, 25, 0.75)
     assert len(split.train) == 75 and len(split.val) == 25 and len(split.test) == 39

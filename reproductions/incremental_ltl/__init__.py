@@ -62,7 +62,7 @@ def _setting(cfg: dict, method: str, n_test: int) -> str:
                 f"n={cfg['n_points']} points per task")
     return (f"{LABELS[method]}, T={T} training schools, {cfg['n_val_tasks']} validation, "
             f"{n_test} test schools; {round(100 * cfg['train_fraction'])}% of a new school's "
-            f"students to train")
+            f"students to train" + ("; features scaled to max |x| = 1" if cfg["scale_features"] else ""))
 
 
 def _budget(cfg: dict, method: str) -> str:

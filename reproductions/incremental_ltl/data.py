@@ -197,6 +197,14 @@ def load_schools(path: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
     return tasks
 
 
+def scale_by_max_abs(tasks: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Divide every feature by its largest absolute value over all students (labels are not looked at), so that
+    the two Schools features that count up to 91 sit on the same scale as the +-1 ones."""
+    scale = np.abs(np.vstack([X for X, _ in tasks])).max(0)
+    scale[scale == 0] = 1.0
+    return [(X / scale, y) for X, y in tasks]
+
+
 def schools_split(
     rng: np.random.Generator,
     tasks: list[tuple[np.ndarray, np.ndarray]],

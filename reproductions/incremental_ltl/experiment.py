@@ -14,7 +14,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import Split, SyntheticEnvironment, load_schools, resolve_schools_path, schools_split, synthetic_split
+from .data import (
+    Split,
+    SyntheticEnvironment,
+    load_schools,
+    resolve_schools_path,
+    scale_by_max_abs,
+    schools_split,
+    synthetic_split,
+)
 from .ltl import OnlineLTL, batch_ltl, itl_representation
 
 METHODS = ("online_ltl", "batch_ltl", "itl")
@@ -104,7 +112,7 @@ COMMON_KEYS = {
 BENCHMARK_KEYS = {
     "synthetic": {"dim": int, "rank": int, "noise_std": float, "norm_range": list, "n_points": int,
                   "n_heldout": int, "n_test_tasks": int},
-    "schools": {"data_path": (str, type(None)), "train_fraction": float},
+    "schools": {"data_path": (str, type(None)), "train_fraction": float, "scale_features": bool},
 }
 OPTIONAL_KEYS = {"threads": int, "notes": str}
 
@@ -189,6 +197,8 @@ def run_experiment(cfg: dict, device: torch.device, progress: bool = True) -> tu
     schools_tasks = None
     if cfg["benchmark"] == "schools":
         schools_tasks = load_schools(resolve_schools_path(cfg["data_path"]))
+        if cfg["scale_features"]:
+            schools_tasks = scale_by_max_abs(schools_tasks)
     seeds = range(cfg["first_seed"], cfg["first_seed"] + cfg["seeds"])
     runs, n_test = [], 0
     for seed in tqdm(seeds, desc=f"{cfg['benchmark']} seeds", disable=not progress):
