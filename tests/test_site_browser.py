@@ -79,17 +79,26 @@ def _fixture_record() -> dict:
     }
 
 
+def copy_checkout(root: Path) -> None:
+    """The real catalog and the reproductions' result records under ``root`` (packages as empty stubs)."""
+    shutil.copytree(PROJECT_ROOT / "catalog", root / "catalog")
+    for package in (PROJECT_ROOT / "reproductions").glob("*/__init__.py"):
+        target = root / "reproductions" / package.parent.name
+        results = package.parent / "results"
+        shutil.copytree(results, target / "results") if results.is_dir() else target.mkdir(parents=True)
+        (target / "__init__.py").write_text("")
+
+
 @pytest.fixture(scope="module")
 def atlas_root(tmp_path_factory) -> Path:
-    """The real catalog plus the fixture paper and its reproduction record (with a plot)."""
+    """The real catalog and records, plus the fixture paper and its reproduction record (with a plot)."""
     root = tmp_path_factory.mktemp("atlas")
-    shutil.copytree(PROJECT_ROOT / "catalog", root / "catalog")
+    copy_checkout(root)
     paper = root / "catalog" / "papers" / f"{FIXTURE_ID}.yaml"
     header = "# yaml-language-server: $schema=../schema/paper.schema.json\n"
     paper.write_text(header + yaml.safe_dump(_fixture_paper(), allow_unicode=True, sort_keys=False), encoding="utf-8")
     results = root / "reproductions" / "site_fixture" / "results"
     results.mkdir(parents=True)
-    (root / "reproductions" / "__init__.py").write_text("")
     (root / "reproductions" / "site_fixture" / "__init__.py").write_text("")
     (results / "omniglot.yaml").write_text(yaml.safe_dump(_fixture_record(), sort_keys=False), encoding="utf-8")
     Image.new("RGB", (64, 32), (200, 40, 40)).save(results / "omniglot.png")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from test_site_browser import PROJECT_ROOT, build_site
+from test_site_browser import PROJECT_ROOT, build_site, copy_checkout
 
 
 def _config_with_docs(tmp_path: Path, docs: Path) -> Path:
@@ -33,7 +33,7 @@ def test_a_tag_outside_the_label_vocabulary_fails_the_build(tmp_path):
 
 def test_a_broken_catalog_fails_the_build_naming_file_and_field(tmp_path):
     root = tmp_path / "atlas"
-    shutil.copytree(PROJECT_ROOT / "catalog", root / "catalog")
+    copy_checkout(root)
     paper = next(iter(sorted((root / "catalog" / "papers").glob("*.yaml"))))
     text = paper.read_text(encoding="utf-8")
     paper.write_text(text.replace("\nyear: ", "\nyear: nineteen # ", 1), encoding="utf-8")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -11,6 +10,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from test_site_browser import copy_checkout
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,7 +40,7 @@ def _fetch_until(url: str, wanted: str, timeout: float) -> str:
 
 def test_serve_shows_an_edited_entry_after_reload(tmp_path):
     root = tmp_path / "atlas"
-    shutil.copytree(PROJECT_ROOT / "catalog", root / "catalog")
+    copy_checkout(root)
     paper = root / "catalog" / "papers" / "maml.yaml"
     port = _free_port()
     env = {**os.environ, "MLATLAS_ROOT": str(root), "NO_MKDOCS_2_WARNING": "1"}

@@ -17,7 +17,12 @@
     var clear = root.querySelector("[data-clear]");
     var sorters = Array.prototype.slice.call(root.querySelectorAll("button[data-sort]"));
     var form = root.querySelector("form");
+    var more = root.querySelector("[data-more]");
     var sort = { key: "", dir: "" };
+    // Only this many matching rows are laid out at a time: a table of 10,000 rows would take the
+    // browser seconds to lay out on every change. "Show more" raises the limit.
+    var pageSize = parseInt(root.dataset.pageSize, 10) || 250;
+    var limit = pageSize;
 
     // Read each row's values once; filtering then touches no DOM attribute.
     var data = rows.map(function (row, index) {
@@ -30,6 +35,7 @@
       });
       return item;
     });
+    var ordered = data.slice(); // data in the order the table shows it
 
     function chosen() {
       var state = { text: text.value.trim().toLowerCase() };
@@ -69,9 +75,12 @@
       var state = chosen();
       var shown = 0;
       var perChip = {};
-      data.forEach(function (item) {
+      var visibleRows = document.createDocumentFragment();
+      ordered.forEach(function (item) {
         var ok = matches(item, state);
-        item.row.hidden = !ok;
+        var visible = ok && shown < limit;
+        if (item.row.hidden === visible) item.row.hidden = !visible;
+        if (visible) visibleRows.appendChild(item.row);
         if (!ok) return;
         shown += 1;
         MULTI.forEach(function (f) {
@@ -80,15 +89,19 @@
           });
         });
       });
-      // Each chip shows how many of the rows now shown carry its label.
+      // Only the shown rows need to be in order: they move to the end of the table, the hidden stay put.
+      tbody.appendChild(visibleRows);
+      // Each chip shows how many of the matching rows carry its label.
       chips.forEach(function (chip) {
         var n = perChip[chip.dataset.facet + ":" + chip.dataset.value] || 0;
         chip.querySelector(".mla-chip__count").textContent = String(n);
         chip.classList.toggle("mla-chip--zero", n === 0 && chip.getAttribute("aria-pressed") !== "true");
       });
       var total = data.length;
-      count.textContent = shown === total ? total + " papers" : shown + " of " + total + " papers";
+      var matching = shown === total ? total + " papers" : shown + " of " + total + " papers";
+      count.textContent = shown > limit ? matching + " (showing the first " + limit + ")" : matching;
       empty.hidden = shown !== 0;
+      more.hidden = shown <= limit;
       var active = state.text || chips.some(isPressed) || selects.some(function (s) { return s.value; });
       clear.hidden = !active;
       writeUrl(state);
@@ -99,21 +112,16 @@
     }
 
     function order() {
-      var sorted = data.slice();
+      ordered = data.slice();
       if (sort.key) {
         var sign = sort.dir === "descending" ? -1 : 1;
-        sorted.sort(function (a, b) {
+        ordered.sort(function (a, b) {
           var x = a[sort.key], y = b[sort.key];
           if (x < y) return -sign;
           if (x > y) return sign;
           return a.index - b.index;
         });
       }
-      var fragment = document.createDocumentFragment();
-      sorted.forEach(function (item) {
-        fragment.appendChild(item.row);
-      });
-      tbody.appendChild(fragment);
       sorters.forEach(function (button) {
         var th = button.closest("th");
         th.setAttribute("aria-sort", button.dataset.sort === sort.key ? sort.dir : "none");
@@ -155,16 +163,25 @@
       if (sorters.every(function (b) { return b.dataset.sort !== sort.key; })) sort.key = sort.dir = "";
     }
 
+    function refilter() {
+      limit = pageSize;
+      apply();
+    }
+
     chips.forEach(function (chip) {
       chip.addEventListener("click", function () {
         chip.setAttribute("aria-pressed", isPressed(chip) ? "false" : "true");
-        apply();
+        refilter();
       });
     });
     selects.forEach(function (sel) {
-      sel.addEventListener("change", apply);
+      sel.addEventListener("change", refilter);
     });
-    text.addEventListener("input", apply);
+    text.addEventListener("input", refilter);
+    more.addEventListener("click", function () {
+      limit += pageSize;
+      apply();
+    });
     form.addEventListener("submit", function (event) {
       event.preventDefault();
     });
@@ -176,7 +193,7 @@
       selects.forEach(function (sel) {
         sel.value = "";
       });
-      apply();
+      refilter();
       text.focus();
     });
     sorters.forEach(function (button) {
@@ -188,14 +205,14 @@
           sort.dir = sort.key === "date" ? "descending" : "ascending";
         }
         order();
-        apply();
+        refilter();
       });
     });
     readUrl();
     // On a phone the label chips fold away unless the URL chose some.
     var facets = root.querySelector("details.mla-facets");
     if (facets && window.matchMedia("(max-width: 45em)").matches && !chips.some(isPressed)) facets.open = false;
-    if (sort.key) order(); // the page already lists newest first
+    order();
     apply();
     root.dataset.ready = "true";
   }
