@@ -312,3 +312,27 @@ def test_paper_page_shows_bibtex_reproduction_and_escaped_text(page, server):
     assert "mlatlas reproduce site_fixture --benchmark omniglot" in page.locator(".mla-record").inner_text()
     width = page.eval_on_selector(".mla-plot img", "img => img.decode().then(() => img.naturalWidth)")
     assert width == 64
+
+
+def test_explorer_lays_out_a_page_of_rows_at_a_time(page, server, catalog):
+    """Large catalogs show the first rows and a Show-more button (page size cut to 10 for the test)."""
+
+    def smaller_pages(route):
+        reply = route.fetch()
+        body = re.sub(r'data-page-size="\d+"', 'data-page-size="10"', reply.text())
+        route.fulfill(response=reply, body=body)
+
+    page.route("**/papers/", smaller_pages)
+    page.goto(server + "papers/")
+    total = len(catalog.papers)
+    assert len(visible_ids(page)) == 10
+    assert page.locator("[data-count]").inner_text() == f"{total} papers (showing the first 10)"
+    page.locator("[data-more]").click()
+    assert len(visible_ids(page)) == 20
+    assert sum("meta" in p.title.lower() for p in catalog.papers.values()) > 10
+    page.fill("input[data-text]", "meta")  # a new filter starts again from the first page
+    assert len(visible_ids(page)) == 10
+    page.locator("input[data-text]").fill("")
+    page.click("button[data-sort='title']")  # sorting orders all rows, not only the ten shown
+    titles = page.eval_on_selector_all("#mla-explorer tbody tr:not([hidden])", "rs => rs.map(r => r.dataset.title)")
+    assert titles == sorted(p.title.lower() for p in catalog.papers.values())[:10]
