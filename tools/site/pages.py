@@ -1,12 +1,13 @@
 """Turn a loaded catalog (and the reproductions' result records) into the site's generated pages.
 
 Everything here is plain data in, Markdown/HTML text out; ``mlatlas.site.hooks`` hands the result
-to mkdocs as virtual files. Links between generated pages are computed here (raw HTML is not
-rewritten by mkdocs), from the same URL rules mkdocs uses.
+to mkdocs as virtual files. Links between generated pages are computed here (mkdocs does not
+rewrite links in raw HTML), from the URLs mkdocs itself gives each file.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -14,8 +15,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
-
-import json
 
 from mkdocs.structure.files import File
 from mkdocs.utils import get_relative_url
