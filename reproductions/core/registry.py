@@ -66,7 +66,10 @@ def discover() -> dict[str, Reproduction]:
     for info in pkgutil.iter_modules(reproductions.__path__):
         if not info.ispkg or info.name == "core":
             continue
-        module = importlib.import_module(f"reproductions.{info.name}")
+        try:
+            module = importlib.import_module(f"reproductions.{info.name}")
+        except Exception as exc:  # a broken package is named, not shown as a traceback
+            raise RegistryError(f"reproductions/{info.name} cannot be imported: {type(exc).__name__}: {exc}") from exc
         repro = getattr(module, "REPRODUCTION", None)
         if not isinstance(repro, Reproduction):
             continue
