@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from reproductions.bench import workloads
 from reproductions.bench.workloads import Config
+from reproductions.core import recording
 
 RTOL = 1e-6
 ROUND_SECONDS = 0.5  # aim for rounds at least this long, so the timer's resolution does not matter
@@ -142,27 +143,14 @@ def bench_config(
     }
 
 
-def git_commit(root: Path) -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False).stdout.strip()
-
-    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--", "reproductions/core", "reproductions/bench",
-                "reproductions/datasets/omniglot_benchmark.py")
-    return commit + ("-dirty" if dirty else "")
+# The code a result depends on: a change to any of it makes the recorded commit "-dirty".
+CODE_PATHS = ["reproductions/bench", "reproductions/core/functional.py", "reproductions/core/tasks.py",
+              "reproductions/core/sinusoid.py", "reproductions/datasets/omniglot_benchmark.py"]
 
 
 def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "os": platform.platform()}
+    return {"cpu": recording.hardware_description("cpu"), "logical_cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "os": platform.platform()}
 
 
 def versions() -> dict:
@@ -181,6 +169,7 @@ def run(root: Path, quick: bool = False, repeats: int = 7, warmup: int = 2, memo
     torch.set_num_threads(1)
     configs = workloads.QUICK_CONFIGS if quick else workloads.CONFIGS
     round_seconds = QUICK_ROUND_SECONDS if quick else ROUND_SECONDS
+    commit = recording.git_commit(root, CODE_PATHS)  # now: the code this process has imported
     load_before = os.getloadavg()
     started = time.perf_counter()
     rows = []
@@ -188,7 +177,7 @@ def run(root: Path, quick: bool = False, repeats: int = 7, warmup: int = 2, memo
         rows.append(bench_config(config, repeats, warmup, memory_runs, round_seconds))
     return {
         "command": command,
-        "commit": git_commit(root),
+        "commit": commit,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "machine": machine(),
