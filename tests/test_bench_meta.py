@@ -146,3 +146,13 @@ def test_page_escapes_strings_from_the_results_file(tmp_path):
     page = render_bench_page(data)
     assert "<script>" not in page and "&#60;script&#62;" in page
     assert "No module &#124; named &#42;x&#42;" in page and "k&#124;x" in page
+
+
+def test_render_recorded_results_and_reject_a_broken_file(tmp_path, capsys):
+    recorded = tmp_path / "bench.json"
+    recorded.write_text("{not json")
+    assert main(["bench", "--render", str(recorded)]) == 1
+    assert "not a readable `mlatlas bench --json` results file" in capsys.readouterr().err
+    recorded.write_text(json.dumps({"configs": []}))  # valid JSON, missing fields
+    assert main(["bench", "--render", str(recorded), "--markdown", str(tmp_path / "page.md")]) == 1
+    assert not (tmp_path / "page.md").exists()

@@ -50,6 +50,22 @@ def render_table(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _summary(config: dict) -> str:
+    """One line per configuration: how much time and memory each peer needs relative to ours."""
+    rows = {r["impl"]: r for r in config["results"]}
+    ours = rows.get("ours", {})
+    parts = []
+    for impl, row in rows.items():
+        if impl == "ours" or not row.get("available"):
+            continue
+        text = f"{md_text(impl)} needs {row['time_ratio_to_ours']:.2f}x our time per meta-iteration"
+        if "peak_mib" in row and "peak_mib" in ours:
+            text += (f" and {row['memory_ratio_to_ours']:.2f}x our peak memory "
+                     f"({row['peak_mib']:.1f} MiB vs {ours['peak_mib']:.1f} MiB)")
+        parts.append(text)
+    return f"- {md_text(config['key'])}: " + ("; ".join(parts) or "no peer could run") + "."
+
+
 def _load(config: dict) -> str:
     load = config["load_during_timing"]
     return f"{load['min']:.1f} / {load['median']:.1f} / {load['max']:.1f}"
@@ -76,6 +92,13 @@ def render_bench_page(data: dict) -> str:
         "ours (above 1 means more than ours). *grad. diff.* is the largest absolute difference between its "
         "meta-gradient and ours divided by the largest component of ours, computed in float64 on the timed "
         f"batch; the benchmark stops if it exceeds {settings['rtol']:g}.",
+        "",
+        "In words (ratios of medians; above 1 means the peer is slower or larger than ours):",
+        "",
+        *[_summary(config) for config in data["configs"]],
+        "",
+        "Where ours vmaps the tasks (the MLP), it holds the graphs of all tasks of the meta-batch at once, while "
+        "a per-task loop holds one task's at a time: that is the price of its speed in memory.",
         "",
         "| configuration | what | our strategy | load average during timing (min / median / max) |",
         "|---|---|---|---|",

@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", type=Path, metavar="OUT", help="write the full results as JSON to OUT")
     p.add_argument("--markdown", type=Path, metavar="OUT", help="write the results table as Markdown to OUT")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.add_argument("--render", type=Path, metavar="JSON",
+                   help="do not benchmark: print (and with --markdown write) the tables of a recorded results file")
     p.set_defaults(func=cmd_bench)
 
 
@@ -46,10 +48,28 @@ def write_atomically(path: Path, text: str) -> None:
             os.unlink(tmp)
 
 
+def render_recorded(path: Path, markdown: Path | None) -> int:
+    from mlatlas.bench_page import render_bench_page, render_table
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        table, page = render_table(data), render_bench_page(data)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"error: {path}: not a readable `mlatlas bench --json` results file ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
+        return 1
+    print(table)
+    if markdown:
+        write_atomically(markdown, page)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from mlatlas.bench_page import render_bench_page, render_table
     from reproductions.bench import meta_bench
 
+    if args.render:
+        return render_recorded(args.render, args.markdown)
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 7)
     memory_runs = args.memory_runs if args.memory_runs is not None else (1 if args.quick else 3)
     if repeats < 1 or args.warmup < 1 or memory_runs < 0:
