@@ -17,6 +17,7 @@ from mlatlas.problems import Problem, relative
 from mlatlas.suggest import closest, hint
 from mlatlas.yamlio import YamlError, read_yaml
 
+_VENUE = re.compile(VENUE_PATTERN)
 _ARXIV_URL = re.compile(r"^arxiv\.org/(?:abs|pdf|html)/(?P<id>[^?#]+?)(?:v\d+)?(?:\.pdf)?/?$")
 
 
@@ -44,12 +45,17 @@ class _Reporter:
         self.problems.append(Problem(self.where(path), self.line(path, loc), field, message, severity))
 
 
+_NOT_WORD = re.compile(r"[^\w\s]")
+
+
 def normalise_title(title: str) -> str:
     """Case, accents, punctuation and spacing removed: 'Meta-Learning: A Survey' -> 'meta learning a survey'."""
-    text = unicodedata.normalize("NFKD", title).casefold()
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = re.sub(r"[^\w\s]", " ", text)
-    return " ".join(text.split())
+    if title.isascii():  # most titles: no accents to strip, and lower() is casefold() for ASCII
+        text = title.lower()
+    else:
+        text = unicodedata.normalize("NFKD", title).casefold()
+        text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return " ".join(_NOT_WORD.sub(" ", text).split())
 
 
 def link_key(url: str) -> str:
@@ -150,7 +156,7 @@ def _check_vocabulary(rep: _Reporter) -> None:
             if topic not in topics:
                 rep.add(path, ("topics", i), f"unknown topic {topic!r}{hint(topic, topics)}")
         venue = data.get("venue")
-        if isinstance(venue, str) and re.match(VENUE_PATTERN, venue.strip()):
+        if isinstance(venue, str) and _VENUE.match(venue.strip()):
             venue = venue.strip()
             if venue.rpartition(" ")[0] not in venues:
                 rep.add(path, ("venue",), f"unknown venue {venue!r}{_venue_hint(rep, venue)}")

@@ -42,10 +42,17 @@ def md_text(text: str) -> str:
 _URL_SAFE = "-._~:/?#@!$+,;=%"
 
 
+# URLs made only of characters quote() keeps (its always-safe set plus _URL_SAFE and '&') need no quoting.
+_NOTHING_TO_QUOTE = re.compile(r"[A-Za-z0-9_.\-~:/?#@!$+,;=%&]*")
+
+
 def md_url(url: str) -> str:
     """A link target that cannot end the link or the table cell: everything else is percent-encoded,
     and '&' is written as a reference (Markdown decodes it back, so query strings survive)."""
-    return quote(str(url), safe=_URL_SAFE + "&").replace("&", "&amp;")
+    url = str(url)
+    if not _NOTHING_TO_QUOTE.fullmatch(url):
+        url = quote(url, safe=_URL_SAFE + "&")
+    return url.replace("&", "&amp;")
 
 
 def md_link(text: str, url: str) -> str:

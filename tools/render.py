@@ -99,13 +99,18 @@ def render_blocks(catalog: Catalog) -> dict[str, str]:
     """Block name -> generated Markdown (without the marker lines)."""
     badges = _badges(catalog)
     families = [fam.id for fam in catalog.labels.families]
-    rows = {pid: paper_row(p, badges, families) for pid, p in catalog.papers.items()}
+    rows: dict[str, list[list[str]]] = {topic.id: [] for topic in catalog.topics.topics}
+    for paper in catalog.papers.values():  # one pass, in catalog order (Catalog.papers_in_topic per topic is O(n²))
+        row = paper_row(paper, badges, families)
+        for topic_id in dict.fromkeys(paper.topics):
+            if topic_id in rows:
+                rows[topic_id].append(row)
     sections = [
         {
             "name": md_text(topic.name),
             "anchor": github_anchor(topic.name),
             "intro": md_text(topic.intro),
-            "rows": [rows[p.id] for p in catalog.papers_in_topic(topic.id)],
+            "rows": rows[topic.id],
         }
         for topic in catalog.topics.topics
     ]
