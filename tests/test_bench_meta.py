@@ -146,6 +146,9 @@ def test_page_escapes_strings_from_the_results_file(tmp_path):
     page = render_bench_page(data)
     assert "<script>" not in page and "&#60;script&#62;" in page
     assert "No module &#124; named &#42;x&#42;" in page and "k&#124;x" in page
+    data["command"] = "mlatlas bench\n```\n<b>"
+    fenced = render_bench_page(data).split("```bash\n", 1)[1].split("\n```", 1)[0]
+    assert fenced.splitlines()[-1].startswith("mlatlas bench <b> --json") and "`" not in fenced
 
 
 def test_render_recorded_results_and_reject_a_broken_file(tmp_path, capsys):

@@ -144,7 +144,9 @@ def render_bench_page(data: dict) -> str:
         "",
         "```bash",
         "pip install -e '.[bench]'   # higher==0.2.1",
-        "mlatlas bench --json benchmarks/results/meta_bench.json --markdown benchmarks/results/meta_bench.md",
+        # Inside a code fence Markdown is inert: only a backtick run or a line break could end it.
+        " ".join(str(data["command"]).replace("`", "").split())
+        + " --json benchmarks/results/meta_bench.json --markdown benchmarks/results/meta_bench.md",
         "```",
         "",
     ]
