@@ -148,6 +148,8 @@ class SiteContent:
         self.by_id = {v.paper.id: v for v in self.papers}
         for path, record in catalog.records:
             self._attach(path, record)
+        for view in self.papers:  # one reproduction's results together, in a stable order
+            view.records.sort(key=lambda rv: (rv.record.reproduction, rv.record.benchmark, rv.path.name))
 
     # ---------------------------------------------------------------- view models
     def _paper_view(self, paper: Paper) -> PaperView:
