@@ -91,8 +91,14 @@ def test_huge_file_is_refused_without_parsing(tree):
         (b"id: alpha\n---\nid: beta\n", f"{ALPHA}:2: broken YAML: expected a single document"),
         (b"? [a, b]\n: c\n", f"{ALPHA}:1: mapping keys must be plain text"),
         (b"x: " + b"[" * 5000 + b"]" * 5000 + b"\n", f"{ALPHA}"),
+        (b"id: alpha\nofficial: !!bool maybe\n", f"{ALPHA}:2: cannot read value 'maybe' as bool"),
+        (b"id: alpha\ndate: !!timestamp soon\n", f"{ALPHA}:2: cannot read value 'soon' as timestamp"),
+        (b"id: !!set alpha\n", f"{ALPHA}:1: unsupported YAML tag 'tag:yaml.org,2002:set'"),
     ],
-    ids=["empty", "top-level-list", "not-utf8", "python-tag", "binary-tag", "two-documents", "complex-key", "deep-nesting"],
+    ids=[
+        "empty", "top-level-list", "not-utf8", "python-tag", "binary-tag", "two-documents", "complex-key",
+        "deep-nesting", "bool-tag-misfit", "timestamp-tag-misfit", "set-tag-on-text",
+    ],
 )
 def test_unreadable_files(tree, content, expected):
     tree.path(ALPHA).write_bytes(content)

@@ -162,12 +162,15 @@ def _to_python(node: Node) -> Any:
             raise YamlError(node.start_mark.line + 1, f"unsupported YAML tag {tag!r}")
         return [item.value if item.tag == _STR else _to_python(item) for item in node.value]
     build = _SCALARS.get(tag)
-    if build is None or tag.endswith((":binary", ":merge", ":value", ":yaml")):
+    # A collection tag on a scalar ('x: !!set a') would give a lazy generator instead of a value.
+    if build is None or tag.endswith((":binary", ":merge", ":value", ":yaml", ":map", ":seq", ":set", ":omap", ":pairs")):
         raise YamlError(node.start_mark.line + 1, f"unsupported YAML tag {tag!r}")
     try:
         return build(_SCALAR_BUILDER, node)
     except (ValueError, OverflowError, yaml.YAMLError) as exc:
         raise YamlError(node.start_mark.line + 1, f"cannot read value {node.value!r}: {exc}") from None
+    except (KeyError, AttributeError, TypeError):  # an explicit tag on a value it does not fit: '!!bool maybe'
+        raise YamlError(node.start_mark.line + 1, f"cannot read value {node.value!r} as {tag.rsplit(':', 1)[-1]}") from None
 
 
 def parse_text(text: str, path: Path) -> YamlDoc:
