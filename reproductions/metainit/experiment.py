@@ -79,7 +79,7 @@ def build_model(config: dict, split: data.Split, job: Job, device: torch.device)
 
 def standard_norms(config: dict, split: data.Split, job: Job) -> dict[str, float]:
     reference = build_model(config, split, Job(job.depth, "standard", job.seed), torch.device("cpu"))
-    return {name: float(p.norm()) for name, p in method.tuned_parameters(reference)}
+    return {name: float(p.detach().norm()) for name, p in method.tuned_parameters(reference)}
 
 
 def fixed_gq(model: nn.Module, split: data.Split, config: dict, device: torch.device) -> float:
