@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from reproductions.core import registry
+from reproductions.core import recording, registry
 from reproductions.core.runtime import pick_device, seed_everything
 from reproductions.metainit import data, method, models
 
@@ -148,14 +146,6 @@ def run_job(config: dict, split: data.Split, job: Job, device: torch.device, pro
     return result
 
 
-def _atomic_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh)
-    os.replace(tmp, path)
-
-
 def run_all(config: dict, ctx: registry.RunContext) -> tuple[list[JobResult], str]:
     """Every job of ``config`` (cached ones are read back), and the device used."""
     torch.set_num_threads(int(config.get("threads", 1)))
@@ -175,6 +165,7 @@ def run_all(config: dict, ctx: registry.RunContext) -> tuple[list[JobResult], st
         if ctx.eval_only:
             raise ValueError(f"no finished job at {path}; run `mlatlas repro run metainit` first")
         result = run_job(config, split, job, device, ctx.progress)
-        _atomic_json(path, asdict(result))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        recording._atomic_write(path, json.dumps(asdict(result)).encode())  # a kill never leaves half a file
         results.append(result)
     return results, str(device)
