@@ -10,6 +10,7 @@ A method is a *learner*: an ``nn.Module`` that owns the meta-parameters and impl
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 
@@ -132,16 +133,25 @@ def run(build: Callable[[dict], nn.Module], repro: registry.Reproduction, config
     start = time.perf_counter()
     losses = evaluate(learner, test_tasks, steps)
     eval_seconds = time.perf_counter() - start
-    metrics = {}
+    metrics, recordable = {}, []
     for s in steps:
         mean, ci = recording.mean_ci95(losses[s])
         metrics[f"mse_{s}step"], metrics[f"mse_{s}step_ci95"] = mean, ci
+        diverged = int((~np.isfinite(losses[s])).sum())
+        if diverged:  # the mean is undefined: say so instead of recording it
+            print(
+                f"{repro.name} {ctx.config_name}: {diverged} of {len(losses[s])} test tasks diverged (NaN/inf) "
+                f"after {s} step(s); no record for that setting",
+                file=sys.stderr,
+            )
+        else:
+            recordable.append(s)
     if ctx.write_record:
-        write_records(repro, config, ctx, state, metrics, device, eval_seconds)
+        write_records(repro, config, ctx, state, metrics, device, eval_seconds, recordable)
     return metrics
 
 
-def write_records(repro, config, ctx, state, metrics, device, eval_seconds) -> None:
+def write_records(repro, config, ctx, state, metrics, device, eval_seconds, steps) -> None:
     """One record per evaluated step count, e.g. ``sinusoid_5shot_1step.yaml``."""
     data, train, ev, rec = config["data"], config["train"], config["eval"], config["record"]
     budget = f"{train['iterations']:,} meta-iterations x {train['meta_batch']} tasks"
@@ -158,7 +168,7 @@ def write_records(repro, config, ctx, state, metrics, device, eval_seconds) -> N
     # The curve keeps the validation columns of the evaluated step counts only.
     columns = {"iteration", "train_loss"} | {f"val_mse_{s}step" for s in ev["steps"]}
     curve = [{k: v for k, v in row.items() if k in columns} for row in state.curve]
-    for s in sorted(ev["steps"]):
+    for s in sorted(steps):
         paper_value = rec.get("paper_values", {}).get(s)
         recording.write_record(
             repro.results_dir,
