@@ -1,5 +1,5 @@
 # Everyday commands. Everything runs inside .venv, created on first use.
-#   make demo      install, validate and render the catalog (first thing to run on a fresh machine)
+#   make demo      install, validate and render the catalog, run a short reproduction (first thing to run)
 #   make test      run the whole test suite, as CI does
 PYTHON ?= python3
 VENV   := .venv
@@ -25,6 +25,8 @@ demo: setup
 	$(BIN)/mlatlas render
 	@echo "==> exporting catalog.json and catalog.bib to build/export/"
 	$(BIN)/mlatlas export
+	@echo "==> a short offline reproduction: MAML on sinusoid regression (smoke config; writes no record)"
+	$(BIN)/mlatlas repro run maml --config smoke
 
 test: setup
 	@echo "==> running the test suite"

@@ -87,6 +87,7 @@ def copy_checkout(root: Path) -> None:
         results = package.parent / "results"
         shutil.copytree(results, target / "results") if results.is_dir() else target.mkdir(parents=True)
         (target / "__init__.py").write_text("")
+    shutil.copytree(PROJECT_ROOT / "benchmarks" / "results", root / "benchmarks" / "results")
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +142,16 @@ def test_every_paper_gets_a_page_and_the_downloads_hold_the_catalog(built, catal
         assert (built / group / "index.html").is_file()
     assert (built / "years" / "2026" / "index.html").is_file()
     assert (built / "reproductions" / "site_fixture" / "omniglot.png").is_file()
+
+
+def test_benchmarks_page_shows_the_recorded_run(built):
+    recorded = json.loads((PROJECT_ROOT / "benchmarks" / "results" / "meta_bench.json").read_text())
+    page = (built / "benchmarks" / "index.html").read_text(encoding="utf-8")
+    assert recorded["commit"] in page
+    for config in recorded["configs"]:
+        assert config["key"] in page
+        higher = next(r for r in config["results"] if r["impl"] == "higher")
+        assert f"{higher['time_ratio_to_ours']:.2f}x" in page
 
 
 def test_no_catalog_string_reaches_the_html_unescaped(built):

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 from mkdocs.structure.files import File
 from mkdocs.utils import get_relative_url
 
+from mlatlas.bench_page import render_bench_page
 from mlatlas.bibtex import bibtex_keys, catalog_bibtex, paper_bibtex
 from mlatlas.catalog import Catalog
 from mlatlas.export_json import catalog_to_json
@@ -35,6 +36,7 @@ REPRODUCTION_STATES = {
     "not-needed": "Has code",
 }
 CODE_STATES = {"official": "Official code", "community": "Community code", "none": "No code"}
+BENCH_RESULTS = "benchmarks/results/meta_bench.json"  # written by `mlatlas bench`
 
 
 @dataclass
@@ -256,6 +258,7 @@ class SiteContent:
             self._render("corrections.md", "corrections.md.j2"),
             self._render("resources.md", "resources.md.j2", kinds=RESOURCE_KINDS),
             self._render("downloads.md", "downloads.md.j2", files=self.download_names()),
+            self.benchmarks(),
         ]
         keys = bibtex_keys(self.catalog)
         for view in self.papers:
@@ -271,6 +274,15 @@ class SiteContent:
         for year, views in self.by_year().items():
             pages.append(self._group(f"years/{year}.md", str(year), "", views, year=str(year)))
         return pages
+
+    def benchmarks(self) -> GeneratedPage:
+        """The core-versus-peers benchmark page, from the recorded ``mlatlas bench`` run when there is one."""
+        recorded = self.catalog.root / BENCH_RESULTS
+        if recorded.is_file():
+            body = render_bench_page(json.loads(recorded.read_text(encoding="utf-8")))
+        else:
+            body = "# Meta-learning core benchmark\n\nNo benchmark is recorded yet: run `mlatlas bench --json " + BENCH_RESULTS + "`.\n"
+        return GeneratedPage("benchmarks.md", Rendered(front_matter("Benchmarks") + body))
 
     def download_names(self) -> dict[str, str]:
         return {"json": "downloads/catalog.json", "bibtex": "downloads/meta-learning-atlas.bib"}
