@@ -126,12 +126,15 @@ def test_reproduction_package_must_exist(tree):
     tree.edit(BETA, "reproductions: [toy_repro]", "reproductions: [toy_repo]")
     found = problems(tree)
     assert found == [
-        "catalog/papers/beta.yaml:16: reproductions.0: no reproduction package reproductions/toy_repo/ — did you mean 'toy_repro'?"
+        "catalog/papers/beta.yaml:16: reproductions.0: no reproduction package reproductions/toy_repo/ — did you mean 'toy_repro'?",
+        "reproductions/toy_repro/results/omniglot.yaml:2: reproduction: 'toy_repro' is not listed under 'reproductions'"
+        " in catalog/papers/beta.yaml",
     ]
 
 
 def test_needs_code_without_reproduction_is_info_not_error(tree):
     tree.edit(BETA, "reproductions: [toy_repro]\n", "")
+    tree.path("reproductions/toy_repro/results/omniglot.yaml").unlink()  # no reproduction, so no record either
     assert problems(tree) == []
     assert problems(tree, "info") == ["catalog/papers/beta.yaml:15: needs_code: needs code and has no reproduction yet"]
 
@@ -155,6 +158,14 @@ def test_record_paper_and_reproduction_must_exist(tree):
     assert problems(tree) == [
         f"{record}:1: paper: no catalog paper 'betta' — did you mean 'beta'?",
         f"{record}:2: reproduction: no reproduction package reproductions/missing_repro/",
+    ]
+
+
+def test_record_reproduction_must_be_listed_by_its_paper(tree):
+    record = "reproductions/toy_repro/results/omniglot.yaml"
+    tree.edit(BETA, "reproductions: [toy_repro]", "reproductions: []")
+    assert problems(tree) == [
+        f"{record}:2: reproduction: 'toy_repro' is not listed under 'reproductions' in catalog/papers/beta.yaml"
     ]
 
 

@@ -199,6 +199,10 @@ def _check_references(rep: _Reporter) -> None:
     for path, record in catalog.records:
         if record.paper not in known:
             rep.add(path, ("paper",), f"no catalog paper {record.paper!r}{hint(record.paper, ids)}")
+        elif record.paper in catalog.papers and record.reproduction not in catalog.papers[record.paper].reproductions:
+            # the paper's page lists its reproductions from its own entry: the two must agree
+            listed = relative(catalog.files[record.paper], catalog.root)
+            rep.add(path, ("reproduction",), f"{record.reproduction!r} is not listed under 'reproductions' in {listed}")
         if record.reproduction not in packages:
             rep.add(
                 path,
