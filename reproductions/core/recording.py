@@ -106,6 +106,16 @@ def _curve_csv(rows: Sequence[dict[str, float]]) -> bytes:
     return out.getvalue().encode()
 
 
+def figure_png(fig) -> bytes:
+    """A finished matplotlib figure as PNG bytes; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def _curve_png(rows: Sequence[dict[str, float]], title: str, ylabel: str) -> bytes:
     import matplotlib
 
@@ -123,10 +133,7 @@ def _curve_png(rows: Sequence[dict[str, float]], title: str, ylabel: str) -> byt
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def write_record(

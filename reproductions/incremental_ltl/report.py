@@ -3,11 +3,10 @@ paper's qualitative claims, the curve rows and the paper-style plot."""
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 
-from reproductions.core.recording import mean_ci95
+from reproductions.core.recording import figure_png, mean_ci95
 
 from .experiment import HIGHER_IS_BETTER, METHODS, MethodRun
 
@@ -85,7 +84,4 @@ def plot_png(checkpoints: list[int], summary: dict, metric: str, title: str) -> 
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)

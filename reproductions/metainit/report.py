@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -72,12 +71,6 @@ def summary_markdown(config: dict, table: dict[tuple[int, str], dict[str, float]
     return "\n".join(lines) + "\n"
 
 
-def _figure_bytes(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
-
-
 def summary_plot(table: dict[tuple[int, str], dict[str, float]], title: str) -> bytes:
     import matplotlib
 
@@ -103,8 +96,7 @@ def summary_plot(table: dict[tuple[int, str], dict[str, float]], title: str) -> 
     axes[0].legend()
     fig.suptitle(title)
     fig.tight_layout()
-    data = _figure_bytes(fig)
-    plt.close(fig)
+    data = recording.figure_png(fig)
     return data
 
 
@@ -127,8 +119,7 @@ def training_plot(curve: list[dict[str, float]], title: str) -> bytes:
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    data = _figure_bytes(fig)
-    plt.close(fig)
+    data = recording.figure_png(fig)
     return data
 
 
