@@ -63,7 +63,9 @@ def test_smoke_run(name, device, data_dir, tmp_path):
         assert set(by_stem) == {"smoke_small1_runs", "smoke_small1_5way1shot", "smoke_small1_20way5shot"}
         runs = by_stem["smoke_small1_runs"]
         assert runs.value == round(metrics["small1_runs_error_pct"], 2) and not runs.higher_is_better
-        assert runs.paper_value.value == 30.1 and "people 4.5%" in runs.notes and runs.n_eval_tasks == 20
+        # the progress report's Table 1 is named but not quoted until its numbers are checked
+        assert runs.paper_value is None and "Table 1" in runs.notes and "38.75%" in runs.notes
+        assert runs.n_eval_tasks == 20
         assert (tmp_path / "reproductions" / name / "results" / "smoke_small1_runs.csv").exists()
         assert by_stem["smoke_small1_5way1shot"].paper_value.value == 98.8
     assert set(metrics) == {"small1_runs_error_pct", "small1_5way_1shot_acc_pct", "small1_20way_5shot_acc_pct"}

@@ -38,10 +38,11 @@ BACKGROUNDS = {"small1": "images_background_small1.zip", "small2": "images_backg
 
 # What every record of this benchmark should be read against, besides its own paper value.
 RUNS_REFERENCE = (
-    "Reference error rates on the same 20 runs (Lake, Salakhutdinov & Tenenbaum 2019, Table 1; original setting "
-    "= 30 background alphabets / minimal setting): people 4.5%; BPL 3.3% / 4.2%; Simple ConvNet 13.5% / 23.2%; "
-    "Prototypical Net 13.7% / 30.1%; Koch et al.'s Siamese net 8.0% (original setting). The repository's Modified "
-    "Hausdorff baseline gives 38.8% (our reader reproduces it: 38.75%)."
+    "Lake, Salakhutdinov & Tenenbaum (2019, arXiv 1902.03477), Table 1, gives error rates on these same 20 runs for "
+    "people, BPL, a simple ConvNet, Prototypical Networks and Koch et al.'s Siamese net, in the original and the "
+    "minimal setting; our search tools could not retrieve that table, so its numbers are not quoted until they are "
+    "checked against the paper. The repository's Modified Hausdorff baseline gives 38.8% (our reader reproduces it: "
+    "38.75%)."
 )
 HELDOUT_REFERENCE = (
     "The paper value was measured in the original setting (meta-trained on the full 30-alphabet background set or "
