@@ -31,10 +31,13 @@ def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
     return float(arr.mean()), float(half)
 
 
+# Records and their curves are outputs, not code: writing one must never make the next record "-dirty".
+RESULTS_PATHSPEC = ":(exclude,glob)reproductions/*/results/**"
+
+
 def git_commit(root: Path, paths: Iterable[str] = ()) -> str:
     """Short commit of ``root``'s HEAD, with ``-dirty`` when any of ``paths`` (default: all) has uncommitted
-    changes, untracked files included. Results folders should be left out of ``paths``: a record never dirties
-    itself."""
+    changes, untracked files included. Results folders never count."""
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", *args], cwd=root, capture_output=True, text=True, check=True
@@ -42,7 +45,7 @@ def git_commit(root: Path, paths: Iterable[str] = ()) -> str:
 
     try:
         commit = git("rev-parse", "--short=12", "HEAD")
-        dirty = git("status", "--porcelain", "--", *paths)
+        dirty = git("status", "--porcelain", "--", *(list(paths) or ["."]), RESULTS_PATHSPEC)
     except (OSError, subprocess.CalledProcessError):
         return "0000000-dirty"  # not a git checkout: the code cannot be pinned
     return f"{commit}-dirty" if dirty else commit

@@ -58,8 +58,6 @@ def code_paths(repro: registry.Reproduction) -> list[str]:
         "reproductions/core",
         "reproductions/maml",
         f"reproductions/{repro.name}",
-        f":!reproductions/{repro.name}/results",
-        ":!reproductions/maml/results",
     ]
 
 
