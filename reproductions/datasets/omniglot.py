@@ -260,8 +260,8 @@ def _download(url: str, part: Path, *, session: requests.Session, retries: int, 
             last_error = exc
     kept = f"The partial file {part} is kept; run again to resume" if part.exists() else "Run again"
     raise OmniglotDataError(
-        f"{url}: download failed after {retries + 1} attempts ({last_error}). {kept}, or put the archive "
-        f"in the data folder by hand."
+        f"{url}: download failed after {retries + 1} attempts ({last_error}). {kept}, or put {part.name.removesuffix('.part')} "
+        f"in {part.parent} by hand (or pass --data-dir FOLDER where it already is)."
     )
 
 

@@ -45,6 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             type=Path,
             help="where checkpoints go (default: runs/ in the project checkout; not committed)",
         )
+        p.add_argument(
+            "--data-dir",
+            type=Path,
+            help="folder holding the dataset archives (downloaded there when missing; archives you already have "
+            "are verified and used); default: $MLATLAS_DATA_DIR/<dataset>, else your user data folder. Only for "
+            "reproductions that read a dataset (the Omniglot ones)",
+        )
         p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
         if action == "run":
             p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
@@ -75,15 +82,28 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_data_dir(config: dict, data_dir: Path, name: str) -> dict:
+    """The config reading its dataset from ``data_dir``: where the data sits changes no result, so unlike ``--set``
+    it still lets a run write its records."""
+    if "data_dir" not in config.get("data", {}):
+        raise ValueError(f"--data-dir: this reproduction reads no dataset files ({name} generates its data)")
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ValueError(f"--data-dir: {data_dir} is a file, not a folder")
+    return {**config, "data": {**config["data"], "data_dir": str(data_dir.expanduser().resolve())}}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from reproductions.core import recording, registry
     from reproductions.core.runtime import NonFiniteError
+    from reproductions.datasets.omniglot import OmniglotDataError
 
     root = Path(args.root).resolve() if args.root else project_root()
     try:
         repro = registry.get(args.name)
         config_name, config = registry.load_config(repro, args.config)
         config = registry.apply_overrides(config, args.overrides)
+        if args.data_dir is not None:
+            config = _with_data_dir(config, args.data_dir, repro.name)
         is_smoke = config_name == "smoke"
         if args.action == "run":
             write = not (args.no_record or is_smoke or args.overrides)
@@ -101,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
         metrics = repro.run(config, ctx)
-    except (registry.RegistryError, NonFiniteError, ValueError, KeyError) as exc:
+    except (registry.RegistryError, NonFiniteError, OmniglotDataError, ValueError, KeyError) as exc:
         message = f"missing setting {exc}" if isinstance(exc, KeyError) else str(exc)
         print(f"error: {args.name}: {message}", file=sys.stderr)
         return 1
