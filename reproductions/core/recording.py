@@ -31,6 +31,18 @@ def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
     return float(arr.mean()), float(half)
 
 
+def mean_ci95_over_seeds_and_tasks(losses: np.ndarray) -> tuple[float, float]:
+    """Mean of a [seeds, tasks] array of scores (every seed evaluated on the same tasks) and the half-width of its
+    95% interval: with one seed, over tasks; with several, the Student-t interval over the seeds' means (training
+    variability) and the interval over tasks of each task's mean over seeds (task sampling), added in quadrature."""
+    losses = np.asarray(losses, dtype=np.float64)
+    if losses.shape[0] == 1:
+        return mean_ci95(losses[0])
+    _, over_tasks = mean_ci95(losses.mean(axis=0))
+    _, over_seeds = mean_ci95(losses.mean(axis=1))
+    return float(losses.mean()), float(np.hypot(over_tasks, over_seeds))
+
+
 # Records and their curves are outputs, not code: writing one must never make the next record "-dirty".
 RESULTS_PATHSPEC = ":(exclude,glob)reproductions/*/results/**"
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -77,21 +78,60 @@ def training_settings(config: dict) -> dict:
 
 
 def run(build: Callable[[dict], nn.Module], repro: registry.Reproduction, config: dict, ctx: registry.RunContext):
-    """Train (or resume), evaluate and record one method on one K-shot setting. Returns the final metrics."""
+    """Train (or resume), evaluate and record one method on one K-shot setting, for each training seed of
+    ``seeds`` (default: just ``seed``). Returns the final metrics."""
     torch.set_num_threads(int(config.get("threads", 1)))
     device = runtime.pick_device(ctx.device)
+    seeds = [int(s) for s in config.get("seeds") or [config["seed"]]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {seeds} repeat a seed")
+    data, ev = config["data"], config["eval"]
+    # One test set for every seed, drawn from the first seed's generator (a single-seed run keeps its old tasks).
+    test_tasks = SinusoidFamily().sample(np.random.default_rng([seeds[0], 2]), ev["tasks"], data["k_shot"], ev["query"])
+    test_tasks = test_tasks.to(device)
+    steps = sorted(ev["steps"])
+    single = {k: v for k, v in config.items() if k != "seeds"}  # what one seed's training depends on
+
+    states, per_seed, eval_seconds = [], {s: [] for s in steps}, 0.0
+    for seed in seeds:
+        name = "checkpoint.pt" if len(seeds) == 1 else f"checkpoint_seed{seed}.pt"
+        learner, state = _train_seed(build, repro, {**single, "seed": seed}, ctx, device, name)
+        start = time.perf_counter()
+        for s, losses in evaluate(learner, test_tasks, steps).items():
+            per_seed[s].append(losses)
+        eval_seconds += time.perf_counter() - start
+        states.append(state)
+
+    metrics, recordable = {}, []
+    for s in steps:
+        losses = np.stack(per_seed[s])  # [seeds, tasks]
+        metrics[f"mse_{s}step"], metrics[f"mse_{s}step_ci95"] = recording.mean_ci95_over_seeds_and_tasks(losses)
+        if len(seeds) > 1:
+            metrics.update({f"mse_{s}step_seed{seed}": float(row.mean()) for seed, row in zip(seeds, losses)})
+        diverged = int((~np.isfinite(losses)).sum())
+        if diverged:  # the mean is undefined: say so instead of recording it
+            print(
+                f"{repro.name} {ctx.config_name}: {diverged} of {losses.size} test task evaluations diverged "
+                f"(NaN/inf) after {s} step(s); no record for that setting",
+                file=sys.stderr,
+            )
+        else:
+            recordable.append(s)
+    if ctx.write_record:
+        write_records(repro, config, ctx, seeds, states, metrics, device, eval_seconds, recordable)
+    return metrics
+
+
+def _train_seed(build, repro, config: dict, ctx: registry.RunContext, device, checkpoint_name: str):
+    """Train (or resume) the learner of ``config["seed"]``; returns it with its training state."""
     seed, data, train, ev = config["seed"], config["data"], config["train"], config["eval"]
     family = SinusoidFamily()
     rng = runtime.seed_everything(seed)
     learner = build(config).to(device)
-
     optimizer, scheduler = make_optimizer(learner, train)
-
-    # Fixed task sets, from their own generators: evaluation never disturbs the training stream.
+    # Fixed validation tasks from their own generator: evaluation never disturbs the training stream.
     val_tasks = family.sample(np.random.default_rng([seed, 1]), ev["val_tasks"], data["k_shot"], ev["query"])
     val_tasks = val_tasks.to(device)
-    test_tasks = family.sample(np.random.default_rng([seed, 2]), ev["tasks"], data["k_shot"], ev["query"])
-    test_tasks = test_tasks.to(device)
     steps = sorted(ev["steps"])
 
     def validate() -> dict[str, float]:
@@ -102,7 +142,7 @@ def run(build: Callable[[dict], nn.Module], repro: registry.Reproduction, config
         batch = family.sample(task_rng, train["meta_batch"], data["k_shot"], data["k_query"]).to(device)
         return learner.meta_step(batch)
 
-    checkpoint = ctx.work_dir / repro.name / ctx.config_name / "checkpoint.pt"
+    checkpoint = ctx.work_dir / repro.name / ctx.config_name / checkpoint_name
     if ctx.fresh and checkpoint.exists():
         checkpoint.unlink()
     if ctx.eval_only and not checkpoint.exists():
@@ -120,62 +160,59 @@ def run(build: Callable[[dict], nn.Module], repro: registry.Reproduction, config
         checkpoint_every=train["checkpoint_every"],
         fingerprint=registry.fingerprint(training_settings(config)),
         progress=ctx.progress,
-        description=f"{repro.name} {ctx.config_name}",
+        description=f"{repro.name} {ctx.config_name} seed {seed}",
         session_info={"commit": recording.git_commit(ctx.root, code_paths(repro))},
     )
     if state.iteration != train["iterations"]:
         raise registry.RegistryError(
             f"{checkpoint} holds {state.iteration} of {train['iterations']} meta-iterations; resume with `repro run`"
         )
-
-    start = time.perf_counter()
-    losses = evaluate(learner, test_tasks, steps)
-    eval_seconds = time.perf_counter() - start
-    metrics, recordable = {}, []
-    for s in steps:
-        mean, ci = recording.mean_ci95(losses[s])
-        metrics[f"mse_{s}step"], metrics[f"mse_{s}step_ci95"] = mean, ci
-        diverged = int((~np.isfinite(losses[s])).sum())
-        if diverged:  # the mean is undefined: say so instead of recording it
-            print(
-                f"{repro.name} {ctx.config_name}: {diverged} of {len(losses[s])} test tasks diverged (NaN/inf) "
-                f"after {s} step(s); no record for that setting",
-                file=sys.stderr,
-            )
-        else:
-            recordable.append(s)
-    if ctx.write_record:
-        write_records(repro, config, ctx, state, metrics, device, eval_seconds, recordable)
-    return metrics
+    return learner, state
 
 
-def write_records(repro, config, ctx, state, metrics, device, eval_seconds, steps) -> None:
+def write_records(repro, config, ctx, seeds, states, metrics, device, eval_seconds, steps) -> None:
     """One record per evaluated step count, e.g. ``sinusoid_5shot_1step.yaml``."""
     data, train, ev, rec = config["data"], config["train"], config["eval"], config["record"]
     budget = f"{train['iterations']:,} meta-iterations x {train['meta_batch']} tasks"
+    if len(seeds) > 1:
+        budget += f", for each of {len(seeds)} seeds"
     if rec.get("paper_budget"):
         budget += f" ({rec['paper_budget']})"
-    notes = (
-        f"{' '.join(rec['notes'].split())} Test: {ev['tasks']:,} fresh tasks from one training seed, "
-        f"K = {data['k_shot']} support and {ev['query']} query points each; the 95% CI is over those tasks only."
-    )
+    notes = " ".join(rec["notes"].split())
+    if len(seeds) == 1:
+        notes += (
+            f" Test: {ev['tasks']:,} fresh tasks from one training seed, K = {data['k_shot']} support and "
+            f"{ev['query']} query points each; the 95% CI is over those tasks only."
+        )
+    else:
+        notes += (
+            f" Test: the same {ev['tasks']:,} fresh tasks (K = {data['k_shot']} support and {ev['query']} query points "
+            f"each) for each of {len(seeds)} training seeds ({', '.join(map(str, seeds))}); the value is the mean over "
+            "seeds and tasks, and the 95% CI adds in quadrature the Student-t interval over the seeds' means and the "
+            "interval over tasks (of each task's mean over the seeds). The learning curve is seed "
+            f"{seeds[0]}'s."
+        )
     commit = recording.git_commit(ctx.root, code_paths(repro))  # once, so all records of a run agree
-    trained_at = sorted({session["commit"] for session in state.sessions})
+    trained_at = sorted({session["commit"] for state in states for session in state.sessions})
     if trained_at != [commit]:
         notes += f" Meta-trained at commit {', '.join(trained_at) or 'unknown'}; evaluated at the commit below."
     # The curve keeps the validation columns of the evaluated step counts only.
     columns = {"iteration", "train_loss"} | {f"val_mse_{s}step" for s in ev["steps"]}
-    curve = [{k: v for k, v in row.items() if k in columns} for row in state.curve]
+    curve = [{k: v for k, v in row.items() if k in columns} for row in states[0].curve]
     for s in sorted(steps):
         paper_value = rec.get("paper_values", {}).get(s)
+        step_notes = notes
+        if len(seeds) > 1:
+            means = ", ".join(f"{metrics[f'mse_{s}step_seed{seed}']:.4f}" for seed in seeds)
+            step_notes += f" Per-seed means: {means}."
         recording.write_record(
-            repro.results_dir,
+            Path(ctx.root) / "reproductions" / repro.name / "results",  # ctx.root: the checkout the command names
             f"{ctx.config_name}_{s}step",
             root=ctx.root,
             code_paths=code_paths(repro),
             command=ctx.command,
             device=str(device),
-            wall_time_s=state.seconds + eval_seconds,
+            wall_time_s=sum(state.seconds for state in states) + eval_seconds,
             commit=commit,
             curve=curve,
             paper=repro.paper,
@@ -187,10 +224,10 @@ def write_records(repro, config, ctx, state, metrics, device, eval_seconds, step
             value=round(metrics[f"mse_{s}step"], 4),
             ci95=round(metrics[f"mse_{s}step_ci95"], 4),
             n_eval_tasks=ev["tasks"],
-            n_seeds=1,
+            n_seeds=len(seeds),
             paper_value=paper_value,
             budget=budget,
-            notes=notes,
+            notes=step_notes,
         )
 
 
