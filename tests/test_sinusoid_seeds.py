@@ -65,3 +65,15 @@ def test_the_interval_adds_seed_and_task_spread_in_quadrature():
 def test_repeated_seeds_are_refused(tmp_path, smoke):
     with pytest.raises(ValueError, match="repeat a seed"):
         _run(tmp_path, {**smoke, "seeds": [1, 1]})
+
+
+def test_a_diverging_setting_is_not_recorded_and_the_other_records_say_so(tmp_path, smoke):
+    # An inner step far too large for 10 steps: the adapted losses overflow, while one step stays finite.
+    config = {**smoke, "method": {**smoke["method"], "inner_lr": 3.0}}
+    metrics = _run(tmp_path, config, write=True, name="diverges")
+    assert not np.isfinite(metrics["mse_10step"]) and np.isfinite(metrics["mse_1step"])
+    records, problems = load_records(tmp_path)
+    assert not problems
+    (path, record), = records
+    assert path.stem == "diverges_1step"
+    assert "After 10 adaptation steps, " in record.notes and "of 30 test task evaluations diverged" in record.notes

@@ -102,7 +102,7 @@ def run(build: Callable[[dict], nn.Module], repro: registry.Reproduction, config
         eval_seconds += time.perf_counter() - start
         states.append(state)
 
-    metrics, recordable = {}, []
+    metrics, recordable, diverged_by_step = {}, [], {}
     for s in steps:
         losses = np.stack(per_seed[s])  # [seeds, tasks]
         metrics[f"mse_{s}step"], metrics[f"mse_{s}step_ci95"] = recording.mean_ci95_over_seeds_and_tasks(losses)
@@ -110,6 +110,7 @@ def run(build: Callable[[dict], nn.Module], repro: registry.Reproduction, config
             metrics.update({f"mse_{s}step_seed{seed}": float(row.mean()) for seed, row in zip(seeds, losses)})
         diverged = int((~np.isfinite(losses)).sum())
         if diverged:  # the mean is undefined: say so instead of recording it
+            diverged_by_step[s] = (diverged, losses.size)
             print(
                 f"{repro.name} {ctx.config_name}: {diverged} of {losses.size} test task evaluations diverged "
                 f"(NaN/inf) after {s} step(s); no record for that setting",
@@ -118,7 +119,7 @@ def run(build: Callable[[dict], nn.Module], repro: registry.Reproduction, config
         else:
             recordable.append(s)
     if ctx.write_record:
-        write_records(repro, config, ctx, seeds, states, metrics, device, eval_seconds, recordable)
+        write_records(repro, config, ctx, seeds, states, metrics, device, eval_seconds, recordable, diverged_by_step)
     return metrics
 
 
@@ -170,8 +171,9 @@ def _train_seed(build, repro, config: dict, ctx: registry.RunContext, device, ch
     return learner, state
 
 
-def write_records(repro, config, ctx, seeds, states, metrics, device, eval_seconds, steps) -> None:
-    """One record per evaluated step count, e.g. ``sinusoid_5shot_1step.yaml``."""
+def write_records(repro, config, ctx, seeds, states, metrics, device, eval_seconds, steps, diverged=None) -> None:
+    """One record per evaluated step count, e.g. ``sinusoid_5shot_1step.yaml``. ``diverged`` maps the step counts
+    left unrecorded to (diverged, evaluated) task counts; the records that are written say so."""
     data, train, ev, rec = config["data"], config["train"], config["eval"], config["record"]
     budget = f"{train['iterations']:,} meta-iterations x {train['meta_batch']} tasks"
     if len(seeds) > 1:
@@ -191,6 +193,11 @@ def write_records(repro, config, ctx, seeds, states, metrics, device, eval_secon
             "seeds and tasks, and the 95% CI adds in quadrature the Student-t interval over the seeds' means and the "
             "interval over tasks (of each task's mean over the seeds). The learning curve is seed "
             f"{seeds[0]}'s."
+        )
+    for s, (bad, total) in sorted((diverged or {}).items()):
+        notes += (
+            f" After {s} adaptation step{'s' if s != 1 else ''}, {bad} of {total:,} test task evaluations diverged "
+            "(NaN or infinite loss), so that setting has no record."
         )
     commit = recording.git_commit(ctx.root, code_paths(repro))  # once, so all records of a run agree
     trained_at = sorted({session["commit"] for state in states for session in state.sessions})
