@@ -9,7 +9,8 @@ import yaml
 from mkdocs.structure.files import File
 
 from mlatlas.records import ResultRecord
-from mlatlas.site.pages import compare, page_url
+from mlatlas.records import compare
+from mlatlas.site.pages import page_url
 from mlatlas.site.render import front_matter, number
 
 

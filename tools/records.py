@@ -57,6 +57,18 @@ class ResultRecord(Strict):
     environment: Environment
 
 
+def compare(record: ResultRecord) -> tuple[float | None, str]:
+    """Gap to the paper (ours minus theirs) and whether the two agree within their stated intervals:
+    "agrees", "better", "worse", or "" when the record has no paper value."""
+    if record.paper_value is None:
+        return None, ""
+    gap = record.value - record.paper_value.value
+    margin = (record.ci95 or 0.0) + (record.paper_value.pm or 0.0)
+    if abs(gap) <= margin:
+        return gap, "agrees"
+    return gap, "better" if (gap > 0) == record.higher_is_better else "worse"
+
+
 def load_records(root: Path) -> tuple[list[tuple[Path, ResultRecord]], list[Problem]]:
     """Every record under ``reproductions/*/results/``, with problems for the ones that do not validate."""
     records: list[tuple[Path, ResultRecord]] = []

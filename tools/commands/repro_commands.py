@@ -21,6 +21,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p_list = sub.add_parser("list", help="list the reproductions, their papers and configs")
     p_list.set_defaults(func=cmd_list)
 
+    p_results = sub.add_parser(
+        "results",
+        help="print the recorded results as a Markdown table: ours, the paper's and the gap",
+        description="Print the result records (reproductions/*/results/*.yaml) as a Markdown table: our value with "
+        "its 95%% interval and number of seeds, the paper's value, and the gap (ours minus the paper's; 'agrees' "
+        "when the two intervals overlap).",
+    )
+    p_results.add_argument("names", nargs="*", metavar="NAME", help="only these reproductions (default: all)")
+    p_results.add_argument("--grep", metavar="TEXT", help="only records whose file name, benchmark or setting "
+                           "contains TEXT (case-insensitive), e.g. 10shot or 'small1'")
+    p_results.set_defaults(func=cmd_results)
+
     for action, helptext in (
         ("run", "train a reproduction (resuming its checkpoint if any), evaluate it and write its records"),
         ("eval", "evaluate the finished checkpoint of a run again, without training"),
@@ -80,6 +92,43 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{name:<16} paper: {repro.paper:<20} {repro.summary}")
         print(f"{'':<16} configs: {', '.join(repro.config_names()) or '-'}; records: {records}")
     return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from mlatlas.records import compare, load_records
+    from mlatlas.site.render import number, signed
+
+    root = Path(args.root).resolve() if args.root else project_root()
+    records, problems = load_records(root)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    wanted, needle = set(args.names), (args.grep or "").casefold()
+    unknown = wanted - {record.reproduction for _, record in records}
+    if unknown:
+        print(f"error: no records for {', '.join(sorted(unknown))} (see `mlatlas repro list`)", file=sys.stderr)
+        return 1
+    rows = []
+    for path, r in records:
+        if wanted and r.reproduction not in wanted:
+            continue
+        if needle and needle not in " ".join((path.stem, r.benchmark, r.setting)).casefold():
+            continue
+        ours = number(r.value) + (f" ± {number(r.ci95)}" if r.ci95 is not None else "")
+        paper = "—"
+        if r.paper_value is not None:
+            pm = f" ± {number(r.paper_value.pm)}" if r.paper_value.pm is not None else ""
+            paper = f"{number(r.paper_value.value)}{pm} ({r.paper_value.table})"
+        gap, verdict = compare(r)
+        cells = [r.reproduction, path.stem, r.benchmark, r.setting, f"{r.metric} {'↑' if r.higher_is_better else '↓'}",
+                 ours, str(r.n_seeds), paper, f"{signed(gap)} {verdict}" if gap is not None else "—"]
+        rows.append("| " + " | ".join(" ".join(c.split()).replace("|", "\\|") for c in cells) + " |")
+    if not rows:
+        print("no records match", file=sys.stderr)
+        return 1
+    print("| reproduction | record | benchmark | setting | metric | ours (95% CI) | seeds | paper | gap |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n".join(rows))
+    return 1 if problems else 0
 
 
 def _with_data_dir(config: dict, data_dir: Path, name: str) -> dict:

@@ -24,7 +24,7 @@ from mlatlas.bibtex import bibtex_keys, catalog_bibtex, paper_bibtex
 from mlatlas.catalog import Catalog
 from mlatlas.export_json import catalog_to_json
 from mlatlas.models import Label, LabelFamily, Paper, Topic, Venue
-from mlatlas.records import ResultRecord
+from mlatlas.records import ResultRecord, compare
 from mlatlas.site.render import Rendered, front_matter, render
 
 NEWEST_ON_HOME = 8
@@ -121,17 +121,6 @@ def tag_name(family: LabelFamily, label: Label) -> str:
 
 def allowed_tags(catalog: Catalog) -> set[str]:
     return {tag_name(fam, lab) for fam in catalog.labels.families for lab in fam.labels}
-
-
-def compare(record: ResultRecord) -> tuple[float | None, str]:
-    """Gap to the paper and whether the two agree within their stated intervals."""
-    if record.paper_value is None:
-        return None, ""
-    gap = record.value - record.paper_value.value
-    margin = (record.ci95 or 0.0) + (record.paper_value.pm or 0.0)
-    if abs(gap) <= margin:
-        return gap, "agrees"
-    return gap, "better" if (gap > 0) == record.higher_is_better else "worse"
 
 
 class SiteContent:
