@@ -347,3 +347,18 @@ def test_explorer_lays_out_a_page_of_rows_at_a_time(page, server, catalog):
     page.click("button[data-sort='title']")  # sorting orders all rows, not only the ten shown
     titles = page.eval_on_selector_all("#mla-explorer tbody tr:not([hidden])", "rs => rs.map(r => r.dataset.title)")
     assert titles == sorted(p.title.lower() for p in catalog.papers.values())[:10]
+
+
+def test_reproductions_page_puts_methods_on_one_benchmark_side_by_side(page, server):
+    page.goto(server + "reproductions/")
+    heading = page.locator("h3", has_text="Sinusoid regression (Finn et al. 2017)")
+    assert heading.count() == 1
+    table = heading.locator("xpath=following-sibling::div[1]//table")
+    methods = set(table.locator("tbody tr td:nth-child(2)").all_inner_texts())
+    assert {"maml", "fomaml", "meta_sgd", "anil", "reptile"} <= methods
+    # The fixture record sits in its own benchmark's table, linked to its record on the paper page.
+    fixture = page.get_by_role("heading", name="Omniglot", exact=True)
+    link = fixture.locator("xpath=following-sibling::div[1]//tbody//a").first
+    link.click()
+    page.wait_for_load_state()
+    assert f"papers/{FIXTURE_ID}/" in page.url and "#" in page.url

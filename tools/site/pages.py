@@ -208,6 +208,18 @@ class SiteContent:
     def reproduced(self) -> list[PaperView]:
         return [v for v in self.papers if v.records or v.paper.reproductions]
 
+    def records_by_benchmark(self) -> list[tuple[str, list[tuple[PaperView, RecordView]]]]:
+        """Every record, grouped by benchmark (alphabetically) so that methods measured on the same benchmark sit
+        in one table, ordered by setting and then by reproduction."""
+        groups: dict[str, list[tuple[PaperView, RecordView]]] = defaultdict(list)
+        for v in self.papers:
+            for rv in v.records:
+                groups[rv.record.benchmark].append((v, rv))
+        return [
+            (name, sorted(rows, key=lambda row: (row[1].record.setting, row[1].record.reproduction, row[1].anchor)))
+            for name, rows in sorted(groups.items())
+        ]
+
     def newest(self, n: int = NEWEST_ON_HOME) -> list[PaperView]:
         return sorted(self.papers, key=lambda v: (v.paper.added, v.paper.date, v.paper.id), reverse=True)[:n]
 
