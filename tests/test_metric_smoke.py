@@ -100,3 +100,19 @@ def test_scores_rank_the_true_class_first_after_fitting_one_episode(name):
         scores = method.scores(model, ep)
     assert scores.shape == (5, 5)
     assert (scores.argmax(1) == ep.query_y).all()
+
+
+def test_relation_network_class_map_is_the_mean_of_its_support_maps():
+    """K identical support images of a class score a query exactly as one of them does (a sum would not)."""
+    from reproductions.relation_network.method import RelationNetwork
+
+    torch.manual_seed(0)
+    method = RelationNetwork()
+    _, config = registry.load_config(registry.get("relation_network"), "smoke")
+    model = method.build(config).eval()
+    support, query = torch.rand(5, 1, 28, 28), torch.rand(3, 1, 28, 28)
+    one = Episode(support, torch.arange(5), query, torch.zeros(3, dtype=torch.long), n_way=5, k_shot=1)
+    five = Episode(support.repeat_interleave(5, 0), torch.arange(5).repeat_interleave(5), query,
+                   torch.zeros(3, dtype=torch.long), n_way=5, k_shot=5)
+    with torch.no_grad():
+        assert torch.allclose(method.scores(model, one), method.scores(model, five), atol=1e-6)
