@@ -20,12 +20,21 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.setenv("MLATLAS_DATA_DIR", str(tmp_path / "empty-env-folder"))
 
 
-@pytest.mark.skipif(not all((SHARED / a).exists() for a in ARCHIVES), reason=f"Omniglot archives absent from {SHARED}")
-def test_run_and_eval_read_archives_from_the_data_dir(offline, tmp_path, capsys):
-    data = tmp_path / "my archives"
-    data.mkdir()
+needs_archives = pytest.mark.skipif(
+    not all((SHARED / a).exists() for a in ARCHIVES), reason=f"Omniglot archives absent from {SHARED}"
+)
+
+
+def _archives_in(folder: Path) -> Path:
+    folder.mkdir()
     for name in ARCHIVES:
-        shutil.copy(SHARED / name, data / name)
+        shutil.copy(SHARED / name, folder / name)
+    return folder
+
+
+@needs_archives
+def test_run_and_eval_read_archives_from_the_data_dir(offline, tmp_path, capsys):
+    data = _archives_in(tmp_path / "my archives")
     common = ["--config", "smoke", "--data-dir", str(data), "--work-dir", str(tmp_path / "runs"), "--no-progress"]
     assert main(["repro", "run", "prototypical_networks", *common]) == 0
     trained = capsys.readouterr().out
@@ -36,12 +45,9 @@ def test_run_and_eval_read_archives_from_the_data_dir(offline, tmp_path, capsys)
     assert capsys.readouterr().out.splitlines()[-3:] == trained.splitlines()[-3:]  # same checkpoint, same numbers
 
 
-@pytest.mark.skipif(not all((SHARED / a).exists() for a in ARCHIVES), reason=f"Omniglot archives absent from {SHARED}")
+@needs_archives
 def test_a_truncated_archive_gives_an_error_naming_it_not_a_traceback(offline, tmp_path, capsys):
-    data = tmp_path / "nothing here"
-    data.mkdir()
-    for name in ARCHIVES:
-        shutil.copy(SHARED / name, data / name)
+    data = _archives_in(tmp_path / "nothing here")
     whole = (data / "images_background_small1.zip").read_bytes()
     (data / "images_background_small1.zip").write_bytes(whole[: len(whole) // 2])
     code = main(["repro", "run", "prototypical_networks", "--config", "smoke", "--data-dir", str(data),
