@@ -34,6 +34,12 @@ def test_ours_and_higher_agree_on_the_sinusoid_meta_gradient(steps, first_order)
     assert differences["higher"] <= meta_bench.RTOL
 
 
+def test_chunked_ours_agrees_with_ours_and_higher_on_the_sinusoid():
+    config = dataclasses.replace(TINY_SINE, inner_steps=2, chunk=2)  # chunks of 2, 1
+    differences = meta_bench.check_agreement(config, ["ours", "ours-chunked", "higher"])
+    assert differences["ours-chunked"] <= 1e-12 and differences["higher"] <= meta_bench.RTOL
+
+
 def test_ours_and_higher_agree_on_the_conv_net_with_batch_norm():
     assert meta_bench.check_agreement(TINY_CONV, ["ours", "higher"])["higher"] <= meta_bench.RTOL
 
@@ -124,10 +130,14 @@ def test_bench_quick_command_writes_json_and_page(tmp_path, capsys):
         if workloads.unavailable("learn2learn"):
             assert rows["learn2learn"] == {"impl": "learn2learn", "available": False,
                                            "reason": workloads.unavailable("learn2learn")}
+    sine, conv = ({r["impl"]: r for r in c["results"]} for c in data["configs"])
+    assert sine["ours-chunked"]["grad_rel_diff"] <= meta_bench.RTOL  # 3 tasks per vmap call, then 1
+    assert conv["ours-chunked"]["available"] is False and "not applicable" in conv["ours-chunked"]["reason"]
     assert data["settings"]["quick"] is True and data["command"].startswith("mlatlas bench --quick")
     printed = capsys.readouterr().out
     assert "| conv-2step-2nd-quick | higher |" in printed
     assert "quick smoke run, not a result" in page.read_text()
+    assert "higher needs" in page.read_text() and "the time of ours-chunked" in page.read_text()
 
 
 def test_page_escapes_strings_from_the_results_file(tmp_path):

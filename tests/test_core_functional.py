@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import torch.nn.functional as F
 import pytest
 import torch
 from torch import nn
 from torch.autograd.functional import vhp
 
-from reproductions.core.functional import adapt, meta_loss, parameters_of
+from reproductions.core.functional import adapt, channels_last, meta_gradient, meta_loss, parameters_of
 from reproductions.core.sinusoid import mlp
-from reproductions.core.tasks import SinusoidFamily
+from reproductions.core.tasks import SinusoidFamily, TaskBatch
+from reproductions.datasets.omniglot_benchmark import conv4
 from reproductions.maml.method import MAML, mse
 from reproductions.meta_sgd.method import MetaSGD
 from reproductions.reptile.method import Reptile
@@ -183,3 +185,82 @@ def test_vectorized_meta_loss_equals_loop_on_the_full_model():
     a = meta_loss(model, params, batch, mse, 2, 0.01, vectorize=True)
     b = meta_loss(model, params, batch, mse, 2, 0.01, vectorize=False)
     torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("chunk", [1, 2, 5, 9])
+def test_chunked_vmap_meta_gradient_equals_per_task_loop(chunk, first_order):
+    """vmap over chunks of tasks, each chunk back-propagated on its own (a short last chunk included)."""
+    model, batch = small_model(), tasks(n=5)
+    loss = meta_gradient(model, parameters_of(model), batch, mse, 3, LR, first_order, vectorize=True, chunk=chunk)
+    torch.testing.assert_close(flat_grad(model), reference_meta_grad(model, batch, 3, first_order),
+                               rtol=1e-10, atol=1e-12)
+    expected = meta_loss(model, parameters_of(model), batch, mse, 3, LR, first_order)
+    torch.testing.assert_close(loss, expected.detach(), rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="chunk must be at least 1"):
+        meta_gradient(model, parameters_of(model), batch, mse, 3, LR, vectorize=True, chunk=0)
+
+
+def test_channels_last_lays_out_one_channel_images_so_convolutions_pick_it():
+    images = torch.rand(6, 1, 28, 28)
+    laid_out = channels_last(images)
+    assert torch.equal(laid_out, images)
+    assert laid_out.stride() == (784, 1, 28, 1) and images.stride() == (784, 784, 28, 1)
+    assert F.conv2d(laid_out, torch.rand(4, 1, 3, 3)).is_contiguous(memory_format=torch.channels_last)
+    assert channels_last(torch.rand(3, 5)).stride() == (5, 1)  # not an image: untouched
+    kernel = torch.rand(4, 1, 3, 3, requires_grad=True)  # a first-layer kernel: its layout decides too
+    assert F.conv2d(images, channels_last(kernel)).is_contiguous(memory_format=torch.channels_last)
+    channels_last(kernel).sum().backward()
+    assert torch.equal(kernel.grad, torch.ones_like(kernel))  # the copy passes gradients to the parameter
+
+
+def conv_tasks(n: int = 2, ways: int = 3, queries: int = 2, seed: int = 0) -> TaskBatch:
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(ways)
+    return TaskBatch(torch.rand(n, ways, 1, 28, 28, generator=gen), labels.repeat(n, 1),
+                     torch.rand(n, ways * queries, 1, 28, 28, generator=gen),
+                     labels.repeat_interleave(queries).repeat(n, 1))
+
+
+def test_conv_net_with_batch_norm_second_order_matches_plain_loop_and_finite_differences():
+    """The conv path (channels_last images and kernels, per-task backward) against textbook MAML in the default
+    layout, float64, second order through batch norm with batch statistics; then central differences."""
+    torch.manual_seed(0)
+    model = nn.Sequential(conv4(4, batch_stats=True), nn.Linear(4, 3)).double()
+    batch, steps, lr = conv_tasks(), 2, 0.1
+    layouts = []
+    hook = model[0][0][0].register_forward_hook(
+        lambda m, i, out: layouts.append(out.is_contiguous(memory_format=torch.channels_last)
+                                         and not out.is_contiguous()))
+    meta_gradient(model, parameters_of(model), batch, F.cross_entropy, steps, lr)
+    hook.remove()
+    assert layouts and all(layouts)  # the first convolution really ran in channels_last
+    ours = flat_grad(model)
+
+    def textbook(values: list[torch.Tensor]) -> torch.Tensor:
+        names = [n for n, _ in model.named_parameters()]
+        total = 0.0
+        for i in range(len(batch)):
+            fast = dict(zip(names, values))
+            for _ in range(steps):
+                loss = F.cross_entropy(torch.func.functional_call(model, fast, (batch.support_x[i],)), batch.support_y[i])
+                grads = torch.autograd.grad(loss, list(fast.values()), create_graph=True)
+                fast = {n: fast[n] - lr * g for n, g in zip(names, grads)}
+            total = total + F.cross_entropy(torch.func.functional_call(model, fast, (batch.query_x[i],)), batch.query_y[i])
+        return total / len(batch)
+
+    leaves = [p.detach().clone().requires_grad_() for p in model.parameters()]
+    expected = torch.autograd.grad(textbook(leaves), leaves)
+    torch.testing.assert_close(ours, torch.cat([g.reshape(-1) for g in expected]), rtol=1e-10, atol=1e-12)
+
+    # Central differences along unit directions (batch norm over 3 images makes the loss strongly curved, so the
+    # step must be small in every coordinate at once).
+    gen, eps = torch.Generator().manual_seed(1), 1e-5
+    for _ in range(3):
+        dirs = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in leaves]
+        norm = torch.sqrt(sum((d * d).sum() for d in dirs))
+        dirs = [d / norm for d in dirs]
+        plus = textbook([(p + eps * d).detach().requires_grad_() for p, d in zip(leaves, dirs)]).detach()
+        minus = textbook([(p - eps * d).detach().requires_grad_() for p, d in zip(leaves, dirs)]).detach()
+        exact = sum((g * d).sum() for g, d in zip(expected, dirs))
+        assert abs(float((plus - minus) / (2 * eps)) - float(exact)) <= 1e-6 * max(1.0, abs(float(exact)))

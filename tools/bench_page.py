@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from mlatlas.mdescape import md_text
 
-IMPL_NAMES = {"ours": "ours (reproductions.core)", "higher": "higher", "learn2learn": "learn2learn"}
+IMPL_NAMES = {"ours": "ours (reproductions.core)", "ours-chunked": "ours, tasks in chunks (lean option)",
+              "higher": "higher", "learn2learn": "learn2learn"}
+OURS = ("ours", "ours-chunked")
 
 
 def _seconds(value: float) -> str:
@@ -50,19 +52,21 @@ def render_table(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _versus(peer: dict, ours: dict, label: str) -> str:
+    """How much time and memory ``peer`` needs relative to one of our variants (ratios of their medians)."""
+    text = f"{peer['seconds_median'] / ours['seconds_median']:.2f}x the time of {label}"
+    if "peak_mib" in peer and "peak_mib" in ours:
+        text += (f" and {peer['peak_mib'] / ours['peak_mib']:.2f}x its peak memory "
+                 f"({peer['peak_mib']:.2f} MiB vs {ours['peak_mib']:.2f} MiB)")
+    return text
+
+
 def _summary(config: dict) -> str:
-    """One line per configuration: how much time and memory each peer needs relative to ours."""
-    rows = {r["impl"]: r for r in config["results"]}
-    ours = rows.get("ours", {})
-    parts = []
-    for impl, row in rows.items():
-        if impl == "ours" or not row.get("available"):
-            continue
-        text = f"{md_text(impl)} needs {row['time_ratio_to_ours']:.2f}x our time per meta-iteration"
-        if "peak_mib" in row and "peak_mib" in ours:
-            text += (f" and {row['memory_ratio_to_ours']:.2f}x our peak memory "
-                     f"({row['peak_mib']:.1f} MiB vs {ours['peak_mib']:.1f} MiB)")
-        parts.append(text)
+    """One line per configuration: how much time and memory each peer needs relative to each of our variants."""
+    rows = {r["impl"]: r for r in config["results"] if r.get("available")}
+    ours = [(impl, "ours" if impl == "ours" else "ours-chunked") for impl in OURS if impl in rows]
+    parts = [f"{md_text(impl)} needs " + "; ".join(_versus(row, rows[o], label) for o, label in ours)
+             for impl, row in rows.items() if impl not in OURS]
     return f"- {md_text(config['key'])}: " + ("; ".join(parts) or "no peer could run") + "."
 
 
@@ -93,12 +97,15 @@ def render_bench_page(data: dict) -> str:
         "meta-gradient and ours divided by the largest component of ours, computed in float64 on the timed "
         f"batch; the benchmark stops if it exceeds {settings['rtol']:g}.",
         "",
-        "In words (ratios of medians; above 1 means the peer is slower or larger than ours):",
+        "In words (ratios of medians; above 1 means the peer is slower or larger than our variant):",
         "",
         *[_summary(config) for config in data["configs"]],
         "",
         "Where ours vmaps the tasks (the MLP), it holds the graphs of all tasks of the meta-batch at once, while "
-        "a per-task loop holds one task's at a time: that is the price of its speed in memory.",
+        "a per-task loop holds one task's at a time: that is the price of its speed in memory. The core's lean "
+        "option (*ours-chunked*, `meta_gradient(..., vectorize=True, chunk=C)`) vmaps C tasks at a time and "
+        "back-propagates each chunk before adapting the next, trading part of the speed for memory; the "
+        "reproductions run the default (*ours*).",
         "",
         "| configuration | what | our strategy | load average during timing (min / median / max) |",
         "|---|---|---|---|",
@@ -120,9 +127,12 @@ def render_bench_page(data: dict) -> str:
         "- higher runs its documented idiom: `innerloop_ctx` per task with a differentiable SGD inner optimiser "
         "(`copy_initial_weights=False`, `track_higher_grads` off for first order, in which case the query "
         "gradient at the adapted weights is added to the initial weights by hand) and a backward pass per task.",
-        "- Ours maps over the tasks with `torch.func.vmap` for the MLP, which has no batch norm. For the conv net "
-        "it loops over the tasks and back-propagates each task's query loss before adapting the next "
-        "(`meta_gradient`), because vmapped second-order meta-gradients through affine batch norm are not exact.",
+        "- *ours* is what the reproductions run. It maps over the tasks with `torch.func.vmap` for the MLP, which "
+        "has no batch norm, as the sinusoid methods' `MAML.meta_step` does. For the conv net it loops over the "
+        "tasks and back-propagates each task's query loss before adapting the next (`meta_gradient`), because "
+        "vmapped second-order meta-gradients through affine batch norm are not exact; images and convolution "
+        "kernels are put in the channels_last memory layout, in which the CPU's convolutions and pooling run "
+        "faster (the core does this for every 4-D CPU tensor it adapts on).",
         "- Peak memory: " + "; ".join(md_text(m) for m in memory_methods) + ". Each (configuration, "
         "implementation) runs in a fresh Python process: one untimed meta-iteration (one-time initialisation), "
         "freed memory handed back to the system, then 3 meta-iterations; the figure is the resident-memory "

@@ -112,7 +112,7 @@ def bench_config(
     config: Config, repeats: int, warmup: int, memory_runs: int, round_seconds: float
 ) -> dict:
     names = list(workloads.IMPLEMENTATIONS)
-    reasons = {impl: workloads.unavailable(impl) for impl in names}
+    reasons = {impl: workloads.unavailable(impl, config) for impl in names}
     runnable = [impl for impl in names if reasons[impl] is None]
     differences = check_agreement(config, runnable)
     seconds, loads = time_rounds(config, runnable, repeats, warmup, round_seconds)
@@ -136,7 +136,8 @@ def bench_config(
         "meta_batch": config.meta_batch,
         "inner_steps": config.inner_steps,
         "first_order": config.first_order,
-        "ours_strategy": "vmap over tasks" if config.vectorize else "loop over tasks, backward per task",
+        "ours_strategy": (f"vmap over all {config.meta_batch} tasks; ours-chunked: {config.chunk} tasks per vmap call"
+                          if config.vectorize else "loop over tasks, backward per task, channels_last images"),
         "load_during_timing": {"min": min(loads), "median": statistics.median(loads), "max": max(loads)},
         "memory_method": next(iter(memories.values()))["method"] if memories else None,
         "results": results,

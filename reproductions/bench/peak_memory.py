@@ -55,7 +55,7 @@ def measure(config_key: str, impl: str, iterations: int = 3) -> dict:
     torch.set_num_threads(1)
     config = workloads.config_named(config_key)
     work = workloads.build(config)
-    if workloads.unavailable(impl):
+    if workloads.unavailable(impl, config):
         raise SystemExit(f"{impl} is not available")
     workloads.meta_grad(impl, config, work)
     work.model.zero_grad(set_to_none=True)

@@ -26,6 +26,24 @@ def parameters_of(model: nn.Module) -> Params:
     return dict(model.named_parameters())
 
 
+def _in_transform() -> bool:
+    """Whether we run inside a ``torch.func`` transform (``vmap``, ``grad``)."""
+    return torch._C._functorch.peek_interpreter_stack() is not None
+
+
+def channels_last(t: Tensor) -> Tensor:
+    """A channels_last copy of ``t`` when it is a 4-D CPU tensor outside ``torch.func`` transforms, else ``t``.
+
+    One-channel images and first-layer kernels count as contiguous in either layout, so
+    ``contiguous(memory_format=...)`` would leave their strides alone and the first convolution would pick the slow
+    layout; copying into freshly laid-out memory sets the strides the convolution looks at. The copy is
+    differentiable: gradients reach ``t``.
+    """
+    if t.dim() != 4 or t.device.type != "cpu" or _in_transform():
+        return t
+    return torch.empty_like(t, memory_format=torch.channels_last).copy_(t)
+
+
 def adapt(
     model: nn.Module,
     params: Params,
@@ -41,7 +59,8 @@ def adapt(
     ``lr`` is a float or, for Meta-SGD, a dict of per-parameter learning-rate tensors. ``only`` names the
     parameters to adapt (ANIL adapts only the head); the others stay as given.
     """
-    x, y = support
+    x, y = channels_last(support[0]), support[1]
+    params = {n: channels_last(p) for n, p in params.items()}
     names = [n for n in params if only is None or n in only]
     for _ in range(steps):
         grads = support_grads(model, params, names, x, y, loss_fn, create_graph=not first_order)
@@ -64,7 +83,7 @@ def support_grads(
     and for first order (``create_graph=False``) it does not build the graph of the gradient at all, which
     ``torch.func.grad`` always does.
     """
-    if torch._C._functorch.peek_interpreter_stack() is not None:
+    if _in_transform():
         frozen = {n: p for n, p in params.items() if n not in names}
 
         def support_loss(fast: Params) -> Tensor:
@@ -92,7 +111,7 @@ def task_loss(
 ) -> Tensor:
     """Query loss of one task after adapting on its support set."""
     fast = adapt(model, params, support, loss_fn, steps, lr, first_order, only)
-    return loss_fn(functional_call(model, fast, (query[0],)), query[1])
+    return loss_fn(functional_call(model, fast, (channels_last(query[0]),)), query[1])
 
 
 def meta_loss(
@@ -134,6 +153,7 @@ def meta_gradient(
     first_order: bool = False,
     only: Collection[str] | None = None,
     vectorize: bool = False,
+    chunk: int | None = None,
 ) -> Tensor:
     """Add the meta-gradient of :func:`meta_loss` to the ``.grad`` of the leaves behind ``params`` (and ``lr``);
     return the meta-loss, detached.
@@ -142,15 +162,27 @@ def meta_gradient(
     query activations) is freed before the next task is adapted: peak memory holds one task's graph instead
     of the whole batch's. The gradient equals ``meta_loss(...).backward()`` up to float rounding. ``params``
     must be leaves (or tensors whose graph may be freed after the first task).
+
+    With ``vectorize``, ``chunk`` tasks at a time are mapped with ``vmap`` and back-propagated together (all of
+    them when ``None``): peak memory grows with ``chunk`` and time falls with it, so it trades one for the other.
     """
-    if vectorize:
-        loss = meta_loss(model, params, tasks, loss_fn, steps, lr, first_order, only, vectorize=True)
-        loss.backward()
-        return loss.detach()
+    n = len(tasks)
+    if not vectorize:
+        chunk = 1
+    elif chunk is None or chunk > n:
+        chunk = n
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, not {chunk}")
     total = 0.0
-    for i in range(len(tasks)):
-        support, query = (tasks.support_x[i], tasks.support_y[i]), (tasks.query_x[i], tasks.query_y[i])
-        loss = task_loss(model, params, support, query, loss_fn, steps, lr, first_order, only) / len(tasks)
+    for start in range(0, n, chunk):
+        part = TaskBatch(*(t[start : start + chunk] for t in (tasks.support_x, tasks.support_y, tasks.query_x,
+                                                              tasks.query_y)))
+        if vectorize:
+            loss = meta_loss(model, params, part, loss_fn, steps, lr, first_order, only, vectorize=True)
+        else:
+            support, query = (part.support_x[0], part.support_y[0]), (part.query_x[0], part.query_y[0])
+            loss = task_loss(model, params, support, query, loss_fn, steps, lr, first_order, only)
+        loss = loss * (len(part) / n)
         loss.backward()
         total = total + loss.detach()
     return torch.as_tensor(total)
