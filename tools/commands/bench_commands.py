@@ -19,8 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="For each configuration (sinusoid MLP and 4-layer conv net, 1 and 5 inner steps, first and "
         "second order) check that every implementation gives the same meta-gradient, then time meta-iterations "
         "(interleaved, median and interquartile range) and measure peak memory in a fresh process per "
-        "implementation. Prints a table; --json/--markdown keep the results. A full run takes 15-30 minutes "
-        "on a 2-core machine; --quick takes under a minute.",
+        "implementation. Ours runs as the reproductions run it and, on the sinusoid, also in its memory-lean "
+        "mode (ours-chunked: a few tasks per vmap call). Prints a table; --json/--markdown keep the results. A "
+        "full run takes about 10 minutes on a quiet 2-core machine, much longer under load; --quick takes under "
+        "a minute.",
     )
     p.add_argument("--quick", action="store_true", help="tiny configurations and 2 rounds: a smoke test, not a result")
     p.add_argument("--repeats", type=int, help="timed rounds per configuration (default 7, --quick 2)")
