@@ -21,7 +21,9 @@ def _ratio(value: float | None) -> str:
 def _row(config: dict, result: dict, memory: bool) -> str:
     name = md_text(IMPL_NAMES.get(result["impl"], result["impl"]))
     if not result.get("available"):
-        cells = [md_text(config["key"]), name, f"not available: {md_text(result.get('reason', 'unknown'))}"]
+        reason = result.get("reason", "unknown")
+        text = reason if reason.startswith("not applicable") else f"not available: {reason}"
+        cells = [md_text(config["key"]), name, md_text(text)]
         cells += ["-"] * (5 if memory else 3)
         return "| " + " | ".join(cells) + " |"
     spread = f"{_seconds(result['seconds_q1'])} - {_seconds(result['seconds_q3'])}"
