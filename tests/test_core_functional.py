@@ -223,7 +223,7 @@ def conv_tasks(n: int = 2, ways: int = 3, queries: int = 2, seed: int = 0) -> Ta
 
 
 def test_conv_net_with_batch_norm_second_order_matches_plain_loop_and_finite_differences():
-    """The conv path (channels_last images and kernels, per-task backward) against textbook MAML in the default
+    """The conv path (query pass in channels_last, per-task backward) against textbook MAML in the default
     layout, float64, second order through batch norm with batch statistics; then central differences."""
     torch.manual_seed(0)
     model = nn.Sequential(conv4(4, batch_stats=True), nn.Linear(4, 3)).double()
@@ -234,7 +234,8 @@ def test_conv_net_with_batch_norm_second_order_matches_plain_loop_and_finite_dif
                                          and not out.is_contiguous()))
     meta_gradient(model, parameters_of(model), batch, F.cross_entropy, steps, lr)
     hook.remove()
-    assert layouts and all(layouts)  # the first convolution really ran in channels_last
+    # per task: the support steps in the default layout, then the query pass in channels_last
+    assert layouts == [False] * steps + [True] + [False] * steps + [True]
     ours = flat_grad(model)
 
     def textbook(values: list[torch.Tensor]) -> torch.Tensor:

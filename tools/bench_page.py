@@ -132,9 +132,9 @@ def render_bench_page(data: dict) -> str:
         "- *ours* is what the reproductions run. It maps over the tasks with `torch.func.vmap` for the MLP, which "
         "has no batch norm, as the sinusoid methods' `MAML.meta_step` does. For the conv net it loops over the "
         "tasks and back-propagates each task's query loss before adapting the next (`meta_gradient`), because "
-        "vmapped second-order meta-gradients through affine batch norm are not exact; images and convolution "
-        "kernels are put in the channels_last memory layout, in which the CPU's convolutions and pooling run "
-        "faster (the core does this for every 4-D CPU tensor it adapts on).",
+        "vmapped second-order meta-gradients through affine batch norm are not exact; the query pass (75 "
+        "images) runs in the channels_last memory layout, in which the CPU's convolutions and pooling are "
+        "faster, while the inner steps on the 5 support images keep the default layout, which was faster there.",
         "- Peak memory: " + "; ".join(md_text(m) for m in memory_methods) + ". Each (configuration, "
         "implementation) runs in a fresh Python process: one untimed meta-iteration (one-time initialisation), "
         "freed memory handed back to the system, then 3 meta-iterations; the figure is the resident-memory "

@@ -137,7 +137,7 @@ def bench_config(
         "inner_steps": config.inner_steps,
         "first_order": config.first_order,
         "ours_strategy": (f"vmap over all {config.meta_batch} tasks; ours-chunked: {config.chunk} tasks per vmap call"
-                          if config.vectorize else "loop over tasks, backward per task, channels_last images"),
+                          if config.vectorize else "loop over tasks, backward per task, query pass in channels_last"),
         "load_during_timing": {"min": min(loads), "median": statistics.median(loads), "max": max(loads)},
         "memory_method": next(iter(memories.values()))["method"] if memories else None,
         "results": results,

@@ -134,7 +134,7 @@ def build(config: Config, dtype: torch.dtype = torch.float32, seed: int = 0) -> 
 
 def ours(config: Config, work: Workload) -> None:
     """What the reproductions run: the sinusoid methods vmap the whole meta-batch (``MAML.meta_step``), the
-    conv net adapts one task at a time (``adapt`` as in ``omniglot_maml``), images in channels_last."""
+    conv net adapts one task at a time (``adapt`` as in ``omniglot_maml``), query pass in channels_last."""
     meta_gradient(work.model, parameters_of(work.model), work.tasks, work.loss_fn, config.inner_steps,
                   config.inner_lr, config.first_order, vectorize=config.vectorize)
 

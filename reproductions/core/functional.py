@@ -4,6 +4,12 @@ Parameters travel as plain ``{name: tensor}`` dicts, so the same code adapts a w
 head (ANIL), or uses a learned learning rate per parameter (Meta-SGD). Second-order meta-gradients come for free:
 the inner gradients are computed by ``torch.func.grad``, whose result stays differentiable for the outer
 ``backward()``. First-order drops that dependency by detaching the inner gradients.
+
+Image models run their query pass in the ``channels_last`` memory layout on the CPU: the adapted 4-D kernels
+come out of :func:`adapt` in it, and :func:`task_loss` lays out the query images so. On a batch of 75 images
+oneDNN's convolutions and max-pooling are several times faster in it than in the default layout; the inner steps
+on a handful of support images were slower in it (batch norm's double backward mixes layouts), so they keep the
+default (issue 8 measured both). The layout changes no value beyond float rounding.
 """
 
 from __future__ import annotations
@@ -57,10 +63,10 @@ def adapt(
     """``steps`` plain gradient steps on the support set, starting from ``params``.
 
     ``lr`` is a float or, for Meta-SGD, a dict of per-parameter learning-rate tensors. ``only`` names the
-    parameters to adapt (ANIL adapts only the head); the others stay as given.
+    parameters to adapt (ANIL adapts only the head); the others stay as given (4-D ones, like the adapted ones,
+    as channels_last copies on the CPU, for the query pass).
     """
-    x, y = channels_last(support[0]), support[1]
-    params = {n: channels_last(p) for n, p in params.items()}
+    x, y = support
     names = [n for n in params if only is None or n in only]
     for _ in range(steps):
         grads = support_grads(model, params, names, x, y, loss_fn, create_graph=not first_order)
@@ -70,7 +76,7 @@ def adapt(
             step = lr * g if isinstance(lr, float | int) else lr[n] * g
             updated[n] = params[n] - step
         params = {**params, **updated}
-    return params
+    return {n: channels_last(p) for n, p in params.items()}
 
 
 def support_grads(
