@@ -6,7 +6,8 @@ from reproductions.meta_sgd.method import MetaSGD
 
 def build(config: dict) -> MetaSGD:
     m = config["method"]
-    return MetaSGD(sinusoid.mlp(), m["inner_steps"], tuple(m["lr_init"]), first_order=m["first_order"])
+    return MetaSGD(sinusoid.mlp(), m["inner_steps"], tuple(m["lr_init"]), first_order=m["first_order"],
+                   tasks_per_call=m.get("tasks_per_call"))
 
 
 REPRODUCTION = sinusoid.reproduction(
