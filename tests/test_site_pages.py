@@ -8,8 +8,7 @@ import pytest
 import yaml
 from mkdocs.structure.files import File
 
-from mlatlas.records import ResultRecord
-from mlatlas.records import compare
+from mlatlas.records import ResultRecord, compare
 from mlatlas.site.pages import page_url
 from mlatlas.site.render import front_matter, number
 

@@ -102,24 +102,22 @@ def run(build: Callable[[dict], nn.Module], repro: registry.Reproduction, config
         eval_seconds += time.perf_counter() - start
         states.append(state)
 
-    metrics, recordable, diverged_by_step = {}, [], {}
+    metrics, diverged = {}, {}
     for s in steps:
         losses = np.stack(per_seed[s])  # [seeds, tasks]
         metrics[f"mse_{s}step"], metrics[f"mse_{s}step_ci95"] = recording.mean_ci95_over_seeds_and_tasks(losses)
         if len(seeds) > 1:
             metrics.update({f"mse_{s}step_seed{seed}": float(row.mean()) for seed, row in zip(seeds, losses)})
-        diverged = int((~np.isfinite(losses)).sum())
-        if diverged:  # the mean is undefined: say so instead of recording it
-            diverged_by_step[s] = (diverged, losses.size)
+        bad = int((~np.isfinite(losses)).sum())
+        if bad:  # the mean is undefined: say so instead of recording it
+            diverged[s] = (bad, losses.size)
             print(
-                f"{repro.name} {ctx.config_name}: {diverged} of {losses.size} test task evaluations diverged "
+                f"{repro.name} {ctx.config_name}: {bad} of {losses.size} test task evaluations diverged "
                 f"(NaN/inf) after {s} step(s); no record for that setting",
                 file=sys.stderr,
             )
-        else:
-            recordable.append(s)
     if ctx.write_record:
-        write_records(repro, config, ctx, seeds, states, metrics, device, eval_seconds, recordable, diverged_by_step)
+        write_records(repro, config, ctx, seeds, states, metrics, device, eval_seconds, diverged)
     return metrics
 
 
@@ -171,9 +169,9 @@ def _train_seed(build, repro, config: dict, ctx: registry.RunContext, device, ch
     return learner, state
 
 
-def write_records(repro, config, ctx, seeds, states, metrics, device, eval_seconds, steps, diverged=None) -> None:
-    """One record per evaluated step count, e.g. ``sinusoid_5shot_1step.yaml``. ``diverged`` maps the step counts
-    left unrecorded to (diverged, evaluated) task counts; the records that are written say so."""
+def write_records(repro, config, ctx, seeds, states, metrics, device, eval_seconds, diverged) -> None:
+    """One record per evaluated step count, e.g. ``sinusoid_5shot_1step.yaml``, except the step counts in
+    ``diverged`` (step count -> (diverged, evaluated) task evaluations): the records that are written say so."""
     data, train, ev, rec = config["data"], config["train"], config["eval"], config["record"]
     budget = f"{train['iterations']:,} meta-iterations x {train['meta_batch']} tasks"
     if len(seeds) > 1:
@@ -194,7 +192,7 @@ def write_records(repro, config, ctx, seeds, states, metrics, device, eval_secon
             "interval over tasks (of each task's mean over the seeds). The learning curve is seed "
             f"{seeds[0]}'s."
         )
-    for s, (bad, total) in sorted((diverged or {}).items()):
+    for s, (bad, total) in sorted(diverged.items()):
         notes += (
             f" After {s} adaptation step{'s' if s != 1 else ''}, {bad} of {total:,} test task evaluations diverged "
             "(NaN or infinite loss), so that setting has no record."
@@ -206,7 +204,7 @@ def write_records(repro, config, ctx, seeds, states, metrics, device, eval_secon
     # The curve keeps the validation columns of the evaluated step counts only.
     columns = {"iteration", "train_loss"} | {f"val_mse_{s}step" for s in ev["steps"]}
     curve = [{k: v for k, v in row.items() if k in columns} for row in states[0].curve]
-    for s in sorted(steps):
+    for s in sorted(set(ev["steps"]) - set(diverged)):
         paper_value = rec.get("paper_values", {}).get(s)
         step_notes = notes
         if len(seeds) > 1:

@@ -102,6 +102,10 @@ def cmd_results(args: argparse.Namespace) -> int:
     records, problems = load_records(root)
     for problem in problems:
         print(problem, file=sys.stderr)
+
+    def plus_minus(value: float, pm: float | None) -> str:
+        return number(value) + (f" ± {number(pm)}" if pm is not None else "")
+
     wanted, needle = set(args.names), (args.grep or "").casefold()
     unknown = wanted - {record.reproduction for _, record in records}
     if unknown:
@@ -113,14 +117,11 @@ def cmd_results(args: argparse.Namespace) -> int:
             continue
         if needle and needle not in " ".join((path.stem, r.benchmark, r.setting)).casefold():
             continue
-        ours = number(r.value) + (f" ± {number(r.ci95)}" if r.ci95 is not None else "")
-        paper = "—"
-        if r.paper_value is not None:
-            pm = f" ± {number(r.paper_value.pm)}" if r.paper_value.pm is not None else ""
-            paper = f"{number(r.paper_value.value)}{pm} ({r.paper_value.table})"
+        pv = r.paper_value
+        paper = "—" if pv is None else f"{plus_minus(pv.value, pv.pm)} ({pv.table})"
         gap, verdict = compare(r)
         cells = [r.reproduction, path.stem, r.benchmark, r.setting, f"{r.metric} {'↑' if r.higher_is_better else '↓'}",
-                 ours, str(r.n_seeds), paper, f"{signed(gap)} {verdict}" if gap is not None else "—"]
+                 plus_minus(r.value, r.ci95), str(r.n_seeds), paper, f"{signed(gap)} {verdict}" if gap is not None else "—"]
         rows.append("| " + " | ".join(" ".join(c.split()).replace("|", "\\|") for c in cells) + " |")
     if not rows:
         print("no records match", file=sys.stderr)
