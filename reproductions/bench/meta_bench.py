@@ -136,7 +136,7 @@ def bench_config(
         "meta_batch": config.meta_batch,
         "inner_steps": config.inner_steps,
         "first_order": config.first_order,
-        "ours_strategy": (f"vmap over all {config.meta_batch} tasks; ours-chunked: {config.chunk} tasks per vmap call"
+        "ours_strategy": (f"all {config.meta_batch} tasks batched in one call; ours-chunked: {config.chunk} tasks per call"
                           if config.vectorize else "loop over tasks, backward per task, query pass in channels_last"),
         "load_during_timing": {"min": min(loads), "median": statistics.median(loads), "max": max(loads)},
         "memory_method": next(iter(memories.values()))["method"] if memories else None,
@@ -146,7 +146,8 @@ def bench_config(
 
 # The code a result depends on: a change to any of it makes the recorded commit "-dirty".
 CODE_PATHS = ["reproductions/bench", "reproductions/core/functional.py", "reproductions/core/tasks.py",
-              "reproductions/core/sinusoid.py", "reproductions/datasets/omniglot_benchmark.py"]
+              "reproductions/core/sinusoid.py", "reproductions/core/batched.py",
+              "reproductions/datasets/omniglot_benchmark.py"]
 
 
 def machine() -> dict:

@@ -33,7 +33,7 @@ class Config:
     ways: int = 5
     queries: int = 15  # conv: query images per class
     channels: int = 64
-    chunk: int | None = None  # tasks per vmap call of "ours-chunked" (None: that variant does not apply)
+    chunk: int | None = None  # tasks per call of "ours-chunked" (None: that variant does not apply)
 
     @property
     def order(self) -> str:
@@ -51,16 +51,16 @@ class Config:
 
     @property
     def vectorize(self) -> bool:
-        """Our core maps over the tasks with vmap for the MLP. Not for the conv net: vmapped second-order
-        meta-gradients through affine batch norm are not exact (about 1% off float64 finite differences, where
-        a per-task loop agrees; issue 8), so there it loops over the tasks."""
+        """Our core runs the MLP's tasks together (batched natively, :mod:`reproductions.core.batched`). Not
+        the conv net's: vmapped second-order meta-gradients through affine batch norm are not exact (about 1%
+        off float64 finite differences, where a per-task loop agrees; issue 8), so there it loops over the
+        tasks."""
         return self.family == "sinusoid"
 
 
-# "ours-chunked" on the sinusoid: 5 tasks per vmap call is the largest chunk whose peak memory stayed below
-# higher's on the first-order and one-step configurations in our measurements (issue 8); more tasks per call
-# run faster and hold more.
-SINUSOID_CHUNK = 5
+# "ours-chunked" on the sinusoid: 3 tasks per call is the largest group whose peak memory stayed below higher's
+# on all four sinusoid configurations in our measurements (issue 8); more tasks per call run faster and hold more.
+SINUSOID_CHUNK = 3
 
 
 def _sinusoid(key: str, steps: int, first_order: bool, meta_batch: int = 25, chunk: int = SINUSOID_CHUNK) -> Config:
@@ -133,15 +133,16 @@ def build(config: Config, dtype: torch.dtype = torch.float32, seed: int = 0) -> 
 
 
 def ours(config: Config, work: Workload) -> None:
-    """What the reproductions run: the sinusoid methods vmap the whole meta-batch (``MAML.meta_step``), the
-    conv net adapts one task at a time (``adapt`` as in ``omniglot_maml``), query pass in channels_last."""
+    """What the reproductions run: the sinusoid methods batch the whole meta-batch in one call
+    (``MAML.meta_step``), the conv net adapts one task at a time (``adapt`` as in ``omniglot_maml``), query pass
+    in channels_last."""
     meta_gradient(work.model, parameters_of(work.model), work.tasks, work.loss_fn, config.inner_steps,
                   config.inner_lr, config.first_order, vectorize=config.vectorize)
 
 
 def ours_chunked(config: Config, work: Workload) -> None:
-    """The memory-lean option of the core: ``config.chunk`` tasks per vmap call, each chunk back-propagated
-    before the next is adapted (``meta_gradient(..., chunk=...)``)."""
+    """The memory-lean option of the core: ``config.chunk`` tasks per call, each group back-propagated before
+    the next is adapted (``meta_gradient(..., chunk=...)``)."""
     meta_gradient(work.model, parameters_of(work.model), work.tasks, work.loss_fn, config.inner_steps,
                   config.inner_lr, config.first_order, vectorize=True, chunk=config.chunk)
 
@@ -202,7 +203,7 @@ IMPLEMENTATIONS: dict[str, Callable[[Config, Workload], None]] = {
 def unavailable(impl: str, config: Config | None = None) -> str | None:
     """Why ``impl`` cannot run here (on ``config``), or ``None``."""
     if impl == "ours-chunked" and config is not None and (config.chunk is None or not config.vectorize):
-        return "not applicable: ours already adapts one task at a time here (batch norm rules out vmap)"
+        return "not applicable: ours already adapts one task at a time here (batch norm rules out running tasks together)"
     if impl == "higher":
         try:
             import higher  # noqa: F401

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from reproductions.core import batched
 from reproductions.core.tasks import TaskBatch
 
 Params = dict[str, Tensor]
@@ -70,13 +71,54 @@ def adapt(
     names = [n for n in params if only is None or n in only]
     for _ in range(steps):
         grads = support_grads(model, params, names, x, y, loss_fn, create_graph=not first_order)
-        updated = {}
-        for n in names:
-            g = grads[n].detach() if first_order else grads[n]
-            step = lr * g if isinstance(lr, float | int) else lr[n] * g
-            updated[n] = params[n] - step
+        updated = {n: params[n] - scaled_step(lr, n, grads[n].detach() if first_order else grads[n]) for n in names}
         params = {**params, **updated}
     return {n: channels_last(p) for n, p in params.items()}
+
+
+def scaled_step(lr: LearningRate, name: str, grad: Tensor) -> Tensor:
+    """The SGD step of parameter ``name``: ``lr`` times its gradient (``lr[name]`` for Meta-SGD)."""
+    return lr * grad if isinstance(lr, float | int) else lr[name] * grad
+
+
+def adapt_tasks(
+    model: nn.Module,
+    params: Params,
+    support: tuple[Tensor, Tensor],
+    loss_fn: LossFn,
+    steps: int,
+    lr: LearningRate,
+    first_order: bool = False,
+    only: Collection[str] | None = None,
+) -> Params:
+    """:func:`adapt` for a batch of tasks at once, on a model that :func:`batched.supports`: ``support`` has a
+    leading task dimension, and so do the adapted parameters in the result (the others stay shared)."""
+    tasks = len(support[0])
+    fast = {n: p.expand(tasks, *p.shape) for n, p in params.items() if only is None or n in only}
+    return {**params, **task_sgd(model, params, fast, support, loss_fn, steps, lr, first_order)}
+
+
+def task_sgd(
+    model: nn.Module,
+    params: Params,
+    fast: Params,
+    support: tuple[Tensor, Tensor],
+    loss_fn: LossFn,
+    steps: int,
+    lr: LearningRate,
+    first_order: bool,
+) -> Params:
+    """``steps`` SGD steps of the per-task parameters ``fast`` (leading task dimension; the parameters not in
+    ``fast`` come from ``params``, shared). One ``autograd.grad`` of the summed task losses gives every task's own
+    gradient, since each task's loss depends on its own parameters only."""
+    x, y = support
+    with torch.enable_grad():  # like support_grads, also under the caller's no_grad (evaluation)
+        fast = {n: f if f.requires_grad else f.detach().requires_grad_() for n, f in fast.items()}
+        for _ in range(steps):
+            loss = batched.task_losses(model, {**params, **fast}, x, y, loss_fn).sum()
+            grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
+            fast = {n: f - scaled_step(lr, n, g.detach() if first_order else g) for (n, f), g in zip(fast.items(), grads)}
+    return fast
 
 
 def support_grads(
@@ -133,9 +175,14 @@ def meta_loss(
 ) -> Tensor:
     """Mean query loss over a batch of tasks; ``backward()`` on it gives the (first- or second-order) meta-gradient.
 
-    ``vectorize=True`` maps over tasks with ``torch.func.vmap`` instead of a Python loop. It is only correct for
-    models without cross-example state such as BatchNorm statistics; tests check it against the loop.
+    ``vectorize=True`` runs all tasks together instead of in a Python loop: natively batched (:mod:`batched`) when
+    the model is a stack of linear layers and element-wise activations, else mapped with ``torch.func.vmap``. It
+    is only correct for models without cross-example state such as BatchNorm statistics; tests check it against
+    the loop.
     """
+    if vectorize and batched.supports(model):
+        fast = adapt_tasks(model, params, (tasks.support_x, tasks.support_y), loss_fn, steps, lr, first_order, only)
+        return batched.task_losses(model, fast, tasks.query_x, tasks.query_y, loss_fn).mean()
 
     def one(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> Tensor:
         return task_loss(model, params, (sx, sy), (qx, qy), loss_fn, steps, lr, first_order, only)
@@ -211,6 +258,14 @@ def losses_after_steps(
     if not isinstance(lr, float | int):
         lr = {n: v.detach() for n, v in lr.items()}
     wanted = sorted(set(steps))
+    if batched.supports(model):
+        fast = {n: p.expand(len(tasks), *p.shape) for n, p in params.items() if only is None or n in only}
+        out, done = [], 0
+        for target in wanted:
+            fast = task_sgd(model, params, fast, (tasks.support_x, tasks.support_y), loss_fn, target - done, lr, True)
+            fast, done = {n: f.detach() for n, f in fast.items()}, target
+            out.append(batched.task_losses(model, {**params, **fast}, tasks.query_x, tasks.query_y, loss_fn).detach())
+        return {s: out[i] for i, s in enumerate(wanted)}
 
     def one(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> Tensor:
         fast, out, done = params, [], 0

@@ -1,9 +1,10 @@
-"""Time one meta-iteration of each sinusoid method, looping over tasks vs ``vmap`` over tasks.
+"""Time one meta-iteration of each sinusoid method, looping over tasks vs all tasks at once (``vectorize``).
 
     python -m reproductions.core.speed [--repeats 30] [--shots 5 10 20]
 
-The sinusoid methods use ``vectorize=True`` because this measurement shows it faster on our machines; run it
-again before switching another model to vmap (and check its meta-gradients against the loop first).
+The sinusoid methods use ``vectorize=True`` (tasks batched natively, see :mod:`reproductions.core.batched`)
+because this measurement shows it faster on our machines; run it again before switching another model to it
+(and check its meta-gradients against the loop first).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shots", type=int, nargs="+", default=[10], help="K values to time")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    print(f"{'method':<10}{'K':>4}{'loop ms/it':>12}{'vmap ms/it':>12}{'speed-up':>10}")
+    print(f"{'method':<10}{'K':>4}{'loop ms/it':>12}{'batch ms/it':>12}{'speed-up':>10}")
     for name in METHODS:
         _, config = registry.load_config(registry.get(name), "default")
         build = importlib.import_module(f"reproductions.{name}").build

@@ -27,7 +27,7 @@ def mse(prediction: Tensor, target: Tensor) -> Tensor:
 class MAML(nn.Module):
     """Meta-learner around ``model``: ``inner_steps`` SGD steps of size ``inner_lr`` on the support set.
 
-    ``adapt_only`` restricts the inner loop to some parameters (ANIL); ``vectorize`` maps over tasks with vmap.
+    ``adapt_only`` restricts the inner loop to some parameters (ANIL); ``vectorize`` runs the tasks together (batched, or vmap).
     ``tasks_per_call`` (with ``vectorize``) maps that many tasks at a time and back-propagates each group before
     the next: less peak memory, more time (see ``mlatlas bench``); None maps the whole meta-batch at once.
     """

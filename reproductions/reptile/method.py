@@ -8,7 +8,8 @@ import torch
 from torch import nn
 from torch.func import vmap
 
-from reproductions.core.functional import adapt
+from reproductions.core import batched
+from reproductions.core.functional import adapt, adapt_tasks
 from reproductions.core.tasks import TaskBatch
 from reproductions.maml.method import MAML
 
@@ -30,7 +31,11 @@ class Reptile(MAML):
             loss = self.loss_fn(torch.func.functional_call(self.model, fast, (xt,)), yt)
             return fast, loss
 
-        if self.vectorize:
+        if self.vectorize and batched.supports(self.model):
+            fast = adapt_tasks(self.model, init, (x, y), self.loss_fn, self.inner_steps, self.inner_lr, first_order=True)
+            fast = {n: f.detach() for n, f in fast.items()}
+            losses = batched.task_losses(self.model, fast, x, y, self.loss_fn)
+        elif self.vectorize:
             fast, losses = vmap(one)(x, y)
         else:
             pairs = [one(x[i], y[i]) for i in range(len(tasks))]
