@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mlatlas.bench_page import render_bench_page
+from mlatlas.bench_page import goal_line, render_bench_page
 from mlatlas.cli import main
 from reproductions.bench import meta_bench, peak_memory, workloads
 from reproductions.core.functional import adapt, meta_gradient, meta_loss, parameters_of
@@ -36,8 +36,8 @@ def test_ours_and_higher_agree_on_the_sinusoid_meta_gradient(steps, first_order)
 
 def test_chunked_ours_agrees_with_ours_and_higher_on_the_sinusoid():
     config = dataclasses.replace(TINY_SINE, inner_steps=2, chunk=2)  # chunks of 2, 1
-    differences = meta_bench.check_agreement(config, ["ours", "ours-chunked", "higher"])
-    assert differences["ours-chunked"] <= 1e-12 and differences["higher"] <= meta_bench.RTOL
+    differences = meta_bench.check_agreement(config, ["ours", "ours-lean", "higher"])
+    assert differences["ours-lean"] <= 1e-12 and differences["higher"] <= meta_bench.RTOL
 
 
 def test_ours_and_higher_agree_on_the_conv_net_with_batch_norm():
@@ -131,13 +131,13 @@ def test_bench_quick_command_writes_json_and_page(tmp_path, capsys):
             assert rows["learn2learn"] == {"impl": "learn2learn", "available": False,
                                            "reason": workloads.unavailable("learn2learn")}
     sine, conv = ({r["impl"]: r for r in c["results"]} for c in data["configs"])
-    assert sine["ours-chunked"]["grad_rel_diff"] <= meta_bench.RTOL  # 3 tasks per vmap call, then 1
-    assert conv["ours-chunked"]["available"] is False and "not applicable" in conv["ours-chunked"]["reason"]
+    assert sine["ours-lean"]["grad_rel_diff"] <= meta_bench.RTOL  # 3 tasks per call, then 1
+    assert conv["ours-lean"]["available"] is False and "not applicable" in conv["ours-lean"]["reason"]
     assert data["settings"]["quick"] is True and data["command"].startswith("mlatlas bench --quick")
     printed = capsys.readouterr().out
     assert "| conv-2step-2nd-quick | higher |" in printed
     assert "quick smoke run, not a result" in page.read_text()
-    assert "higher needs" in page.read_text() and "the time of ours-chunked" in page.read_text()
+    assert "higher needs" in page.read_text() and "the time of ours-lean" in page.read_text()
 
 
 def test_page_escapes_strings_from_the_results_file(tmp_path):
@@ -169,3 +169,20 @@ def test_render_recorded_results_and_reject_a_broken_file(tmp_path, capsys):
     recorded.write_text(json.dumps({"configs": []}))  # valid JSON, missing fields
     assert main(["bench", "--render", str(recorded), "--markdown", str(tmp_path / "page.md")]) == 1
     assert not (tmp_path / "page.md").exists()
+
+
+def test_goal_lines_say_which_variant_meets_the_goal():
+    def row(impl, seconds, mib):
+        return {"impl": impl, "available": True, "seconds_median": seconds, "peak_mib": mib}
+
+    sine = {"key": "sinusoid-5step-2nd", "family": "sinusoid", "results": [
+        row("ours", 0.01, 3.0), row("ours-lean", 0.06, 0.5), row("higher", 0.2, 0.6)]}
+    conv = {"key": "conv-1step-2nd", "family": "conv", "results": [row("ours", 1.0, 130.0), row("higher", 0.99, 150.0)]}
+    assert goal_line(sine) == ("- sinusoid-5step-2nd (at least 2x faster, memory no higher): ours: 20.00x faster, 5.00x "
+                           "the peak memory (misses the goal); ours-lean: 3.33x faster, 0.83x the peak memory "
+                           "(meets the goal).")
+    assert "ours: 0.99x faster, 0.87x the peak memory (misses the goal)" in goal_line(conv)  # slower than higher
+    conv["results"][1]["seconds_median"] = 1.0
+    assert "(not slower, memory no higher): ours: 1.00x faster, 0.87x the peak memory (meets the goal)" in goal_line(conv)
+    conv["results"] = conv["results"][:1]
+    assert goal_line(conv) is None

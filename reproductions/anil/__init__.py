@@ -10,7 +10,7 @@ def build(config: dict) -> MAML:
     last = len(model) - 1  # the final Linear layer is the head
     head = [f"{last}.weight", f"{last}.bias"]
     return MAML(model, m["inner_lr"], m["inner_steps"], first_order=m["first_order"], adapt_only=head,
-                tasks_per_call=m.get("tasks_per_call"))
+                **sinusoid.memory_options(m))
 
 
 REPRODUCTION = sinusoid.reproduction(

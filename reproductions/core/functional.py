@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from reproductions.core import batched
+from reproductions.core import batched, recompute as recomputing
 from reproductions.core.tasks import TaskBatch
 
 Params = dict[str, Tensor]
@@ -60,15 +60,29 @@ def adapt(
     lr: LearningRate,
     first_order: bool = False,
     only: Collection[str] | None = None,
+    *,
+    recompute: bool = False,
 ) -> Params:
     """``steps`` plain gradient steps on the support set, starting from ``params``.
 
     ``lr`` is a float or, for Meta-SGD, a dict of per-parameter learning-rate tensors. ``only`` names the
     parameters to adapt (ANIL adapts only the head); the others stay as given (4-D ones, like the adapted ones,
-    as channels_last copies on the CPU, for the query pass).
+    as channels_last copies on the CPU, for the query pass). ``recompute`` (second order) keeps only each step's
+    parameters for the backward pass and recomputes its graph there (:mod:`recompute`): less memory, more time.
     """
     x, y = support
     names = [n for n in params if only is None or n in only]
+    if recompute and not first_order:
+        if _in_transform():
+            raise ValueError("recompute=True needs tasks in a loop or batched natively, not mapped with vmap")
+        frozen = {n: p for n, p in params.items() if n not in names}
+
+        def support_loss(p: Params) -> Tensor:
+            return loss_fn(functional_call(model, p, (x,)), y)
+
+        for _ in range(steps):
+            params = {**params, **recomputing.sgd_step(support_loss, {n: params[n] for n in names}, frozen, lr)}
+        return {n: channels_last(p) for n, p in params.items()}
     for _ in range(steps):
         grads = support_grads(model, params, names, x, y, loss_fn, create_graph=not first_order)
         updated = {n: params[n] - scaled_step(lr, n, grads[n].detach() if first_order else grads[n]) for n in names}
@@ -90,12 +104,14 @@ def adapt_tasks(
     lr: LearningRate,
     first_order: bool = False,
     only: Collection[str] | None = None,
+    *,
+    recompute: bool = False,
 ) -> Params:
     """:func:`adapt` for a batch of tasks at once, on a model that :func:`batched.supports`: ``support`` has a
     leading task dimension, and so do the adapted parameters in the result (the others stay shared)."""
     tasks = len(support[0])
     fast = {n: p.expand(tasks, *p.shape) for n, p in params.items() if only is None or n in only}
-    return {**params, **task_sgd(model, params, fast, support, loss_fn, steps, lr, first_order)}
+    return {**params, **task_sgd(model, params, fast, support, loss_fn, steps, lr, first_order, recompute=recompute)}
 
 
 def task_sgd(
@@ -107,11 +123,22 @@ def task_sgd(
     steps: int,
     lr: LearningRate,
     first_order: bool,
+    *,
+    recompute: bool = False,
 ) -> Params:
     """``steps`` SGD steps of the per-task parameters ``fast`` (leading task dimension; the parameters not in
     ``fast`` come from ``params``, shared). One ``autograd.grad`` of the summed task losses gives every task's own
     gradient, since each task's loss depends on its own parameters only."""
     x, y = support
+    if recompute and not first_order:
+        frozen = {n: p for n, p in params.items() if n not in fast}
+
+        def support_loss(p: Params) -> Tensor:
+            return batched.task_losses(model, p, x, y, loss_fn).sum()
+
+        for _ in range(steps):
+            fast = recomputing.sgd_step(support_loss, fast, frozen, lr)
+        return fast
     with torch.enable_grad():  # like support_grads, also under the caller's no_grad (evaluation)
         fast = {n: f if f.requires_grad else f.detach().requires_grad_() for n, f in fast.items()}
         for _ in range(steps):
@@ -156,9 +183,11 @@ def task_loss(
     lr: LearningRate,
     first_order: bool = False,
     only: Collection[str] | None = None,
+    *,
+    recompute: bool = False,
 ) -> Tensor:
     """Query loss of one task after adapting on its support set."""
-    fast = adapt(model, params, support, loss_fn, steps, lr, first_order, only)
+    fast = adapt(model, params, support, loss_fn, steps, lr, first_order, only, recompute=recompute)
     return loss_fn(functional_call(model, fast, (channels_last(query[0]),)), query[1])
 
 
@@ -172,20 +201,23 @@ def meta_loss(
     first_order: bool = False,
     only: Collection[str] | None = None,
     vectorize: bool = False,
+    *,
+    recompute: bool = False,
 ) -> Tensor:
     """Mean query loss over a batch of tasks; ``backward()`` on it gives the (first- or second-order) meta-gradient.
 
     ``vectorize=True`` runs all tasks together instead of in a Python loop: natively batched (:mod:`batched`) when
     the model is a stack of linear layers and element-wise activations, else mapped with ``torch.func.vmap``. It
     is only correct for models without cross-example state such as BatchNorm statistics; tests check it against
-    the loop.
+    the loop. ``recompute``: see :func:`adapt` (not with vmap).
     """
     if vectorize and batched.supports(model):
-        fast = adapt_tasks(model, params, (tasks.support_x, tasks.support_y), loss_fn, steps, lr, first_order, only)
+        fast = adapt_tasks(model, params, (tasks.support_x, tasks.support_y), loss_fn, steps, lr, first_order, only,
+                           recompute=recompute)
         return batched.task_losses(model, fast, tasks.query_x, tasks.query_y, loss_fn).mean()
 
     def one(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> Tensor:
-        return task_loss(model, params, (sx, sy), (qx, qy), loss_fn, steps, lr, first_order, only)
+        return task_loss(model, params, (sx, sy), (qx, qy), loss_fn, steps, lr, first_order, only, recompute=recompute)
 
     if vectorize:
         losses = vmap(one)(tasks.support_x, tasks.support_y, tasks.query_x, tasks.query_y)
@@ -207,6 +239,8 @@ def meta_gradient(
     only: Collection[str] | None = None,
     vectorize: bool = False,
     chunk: int | None = None,
+    *,
+    recompute: bool = False,
 ) -> Tensor:
     """Add the meta-gradient of :func:`meta_loss` to the ``.grad`` of the leaves behind ``params`` (and ``lr``);
     return the meta-loss, detached.
@@ -218,6 +252,7 @@ def meta_gradient(
 
     With ``vectorize``, ``chunk`` tasks at a time are mapped with ``vmap`` and back-propagated together (all of
     them when ``None``): peak memory grows with ``chunk`` and time falls with it, so it trades one for the other.
+    ``recompute`` (second order) saves memory in the inner steps at the price of time: see :func:`adapt`.
     """
     n = len(tasks)
     if not vectorize:
@@ -231,10 +266,11 @@ def meta_gradient(
         part = TaskBatch(*(t[start : start + chunk] for t in (tasks.support_x, tasks.support_y, tasks.query_x,
                                                               tasks.query_y)))
         if vectorize:
-            loss = meta_loss(model, params, part, loss_fn, steps, lr, first_order, only, vectorize=True)
+            loss = meta_loss(model, params, part, loss_fn, steps, lr, first_order, only, vectorize=True,
+                             recompute=recompute)
         else:
             support, query = (part.support_x[0], part.support_y[0]), (part.query_x[0], part.query_y[0])
-            loss = task_loss(model, params, support, query, loss_fn, steps, lr, first_order, only)
+            loss = task_loss(model, params, support, query, loss_fn, steps, lr, first_order, only, recompute=recompute)
         loss = loss * (len(part) / n)
         loss.backward()
         total = total + loss.detach()

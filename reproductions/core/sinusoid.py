@@ -35,6 +35,14 @@ def mlp(hidden: int = 40, layers: int = 2) -> nn.Sequential:
     return nn.Sequential(*blocks, nn.Linear(dims[-1], 1))
 
 
+def memory_options(method: dict) -> dict:
+    """The learner's memory/speed trade-offs from a config's ``method`` section: ``tasks_per_call`` (tasks run
+    and back-propagated together; all of the meta-batch when absent) and ``recompute`` (second order: recompute
+    each inner step's graph in the backward pass instead of keeping it). Neither changes the meta-gradient beyond
+    float rounding."""
+    return {"tasks_per_call": method.get("tasks_per_call"), "recompute": bool(method.get("recompute", False))}
+
+
 def make_optimizer(learner: nn.Module, train: dict):
     """The outer optimiser (Adam or SGD on ``outer_lr``) and, with ``anneal``, a linear decay of its step to 0."""
     if train.get("optimizer", "adam") == "adam":

@@ -7,7 +7,7 @@ from reproductions.maml.method import MAML
 def build(config: dict) -> MAML:
     m = config["method"]
     return MAML(sinusoid.mlp(), m["inner_lr"], m["inner_steps"], first_order=m["first_order"],
-                tasks_per_call=m.get("tasks_per_call"))
+                **sinusoid.memory_options(m))
 
 
 REPRODUCTION = sinusoid.reproduction(

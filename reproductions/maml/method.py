@@ -30,6 +30,8 @@ class MAML(nn.Module):
     ``adapt_only`` restricts the inner loop to some parameters (ANIL); ``vectorize`` runs the tasks together (batched, or vmap).
     ``tasks_per_call`` (with ``vectorize``) maps that many tasks at a time and back-propagates each group before
     the next: less peak memory, more time (see ``mlatlas bench``); None maps the whole meta-batch at once.
+    ``recompute`` (second order) keeps only each inner step's parameters for the backward pass and recomputes the
+    rest there: less memory on long inner loops, more time.
     """
 
     def __init__(
@@ -42,12 +44,14 @@ class MAML(nn.Module):
         vectorize: bool = True,
         loss_fn=mse,
         tasks_per_call: int | None = None,
+        recompute: bool = False,
     ):
         super().__init__()
         self.model = model
         self.inner_lr, self.inner_steps, self.first_order = inner_lr, inner_steps, first_order
         self.adapt_only = None if adapt_only is None else list(adapt_only)
         self.vectorize, self.loss_fn, self.tasks_per_call = vectorize, loss_fn, tasks_per_call
+        self.recompute = recompute
 
     def init_params(self) -> Params:
         return parameters_of(self.model)
@@ -67,6 +71,7 @@ class MAML(nn.Module):
             self.first_order,
             self.adapt_only,
             self.vectorize,
+            recompute=self.recompute,
         )
 
     def meta_step(self, tasks: TaskBatch) -> float:
@@ -76,7 +81,7 @@ class MAML(nn.Module):
             return loss.item()
         return meta_gradient(
             self.model, self.init_params(), tasks, self.loss_fn, self.inner_steps, self.step_sizes(),
-            self.first_order, self.adapt_only, self.vectorize, chunk=self.tasks_per_call,
+            self.first_order, self.adapt_only, self.vectorize, chunk=self.tasks_per_call, recompute=self.recompute,
         ).item()
 
     def eval_losses(self, tasks: TaskBatch, steps: Collection[int]) -> dict[int, Tensor]:

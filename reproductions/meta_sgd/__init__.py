@@ -7,7 +7,7 @@ from reproductions.meta_sgd.method import MetaSGD
 def build(config: dict) -> MetaSGD:
     m = config["method"]
     return MetaSGD(sinusoid.mlp(), m["inner_steps"], tuple(m["lr_init"]), first_order=m["first_order"],
-                   tasks_per_call=m.get("tasks_per_call"))
+                   **sinusoid.memory_options(m))
 
 
 REPRODUCTION = sinusoid.reproduction(

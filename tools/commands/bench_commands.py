@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "second order) check that every implementation gives the same meta-gradient, then time meta-iterations "
         "(interleaved, median and interquartile range) and measure peak memory in a fresh process per "
         "implementation. Ours runs as the reproductions run it and, on the sinusoid, also in its memory-lean "
-        "mode (ours-chunked: a few tasks per call). Prints a table; --json/--markdown keep the results. A "
+        "mode (ours-lean: a few tasks per call, inner steps recomputed). Prints a table; --json/--markdown keep the results. A "
         "full run takes about 10 minutes on a quiet 2-core machine, much longer under load; --quick takes under "
         "a minute.",
     )
