@@ -34,8 +34,9 @@ def test_ours_and_higher_agree_on_the_sinusoid_meta_gradient(steps, first_order)
     assert differences["higher"] <= meta_bench.RTOL
 
 
-def test_chunked_ours_agrees_with_ours_and_higher_on_the_sinusoid():
-    config = dataclasses.replace(TINY_SINE, inner_steps=2, chunk=2)  # chunks of 2, 1
+@pytest.mark.parametrize("recompute", [False, True])
+def test_lean_ours_agrees_with_ours_and_higher_on_the_sinusoid(recompute):
+    config = dataclasses.replace(TINY_SINE, inner_steps=2, chunk=2, recompute=recompute)  # chunks of 2, 1
     differences = meta_bench.check_agreement(config, ["ours", "ours-lean", "higher"])
     assert differences["ours-lean"] <= 1e-12 and differences["higher"] <= meta_bench.RTOL
 

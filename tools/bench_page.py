@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from mlatlas.mdescape import md_text
 
-IMPL_NAMES = {"ours": "ours (reproductions.core)", "ours-lean": "ours, lean options (few tasks per call, recompute)",
+IMPL_NAMES = {"ours": "ours (reproductions.core)", "ours-lean": "ours, lean options (few tasks per call)",
               "higher": "higher", "learn2learn": "learn2learn"}
 OURS = ("ours", "ours-lean")
 
@@ -139,11 +139,12 @@ def render_bench_page(data: dict) -> str:
         "",
         "Where ours runs the tasks together (the MLP), it holds the graphs of all tasks of the meta-batch at "
         "once, while a per-task loop holds one task's at a time: that is the price of its speed in memory. The "
-        "core's lean options (*ours-lean*, `meta_gradient(..., vectorize=True, chunk=C, recompute=True)`, in "
-        "the reproductions `method.tasks_per_call: C` and `method.recompute: true`) run C tasks at a time, "
-        "back-propagate each group before adapting the next and, for second order, keep only each inner step's "
-        "parameters for the backward pass, recomputing the step's gradient graph there: they trade part of the "
-        "speed for memory. The reproductions run the default (*ours*).",
+        "core's lean options (*ours-lean*) trade part of the speed for memory: `meta_gradient(..., "
+        "vectorize=True, chunk=C)` (in the reproductions `method.tasks_per_call: C`) runs C tasks at a time and "
+        "back-propagates each group before adapting the next, and `recompute=True` (`method.recompute: true`) "
+        "keeps only each inner step's parameters for the backward pass, recomputing the step's gradient graph "
+        "there, which pays on long inner loops; the strategy table says which each configuration uses. The "
+        "reproductions run the default (*ours*).",
         "",
         "| configuration | what | our strategy | load average during timing (min / median / max) |",
         "|---|---|---|---|",

@@ -138,7 +138,7 @@ def bench_config(
         "first_order": config.first_order,
         "family": config.family,
         "ours_strategy": (f"all {config.meta_batch} tasks batched in one call; ours-lean: {config.chunk} tasks per "
-                          f"call{'' if config.first_order else ', inner steps recomputed'}"
+                          f"call{', inner steps recomputed' if config.recompute else ''}"
                           if config.vectorize else "loop over tasks, backward per task, query pass in channels_last"),
         "load_during_timing": {"min": min(loads), "median": statistics.median(loads), "max": max(loads)},
         "memory_method": next(iter(memories.values()))["method"] if memories else None,

@@ -20,9 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "second order) check that every implementation gives the same meta-gradient, then time meta-iterations "
         "(interleaved, median and interquartile range) and measure peak memory in a fresh process per "
         "implementation. Ours runs as the reproductions run it and, on the sinusoid, also in its memory-lean "
-        "mode (ours-lean: a few tasks per call, inner steps recomputed). Prints a table; --json/--markdown keep the results. A "
-        "full run takes about 10 minutes on a quiet 2-core machine, much longer under load; --quick takes under "
-        "a minute.",
+        "mode (ours-lean: a few tasks per call; on the long inner loop, inner steps also recomputed). Prints a "
+        "table; --json/--markdown keep the results. A full run takes about 12 minutes on a quiet 2-core machine, "
+        "much longer under load; --quick takes under a minute.",
     )
     p.add_argument("--quick", action="store_true", help="tiny configurations and 2 rounds: a smoke test, not a result")
     p.add_argument("--repeats", type=int, help="timed rounds per configuration (default 7, --quick 2)")
