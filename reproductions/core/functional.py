@@ -95,23 +95,10 @@ def scaled_step(lr: LearningRate, name: str, grad: Tensor) -> Tensor:
     return lr * grad if isinstance(lr, float | int) else lr[name] * grad
 
 
-def adapt_tasks(
-    model: nn.Module,
-    params: Params,
-    support: tuple[Tensor, Tensor],
-    loss_fn: LossFn,
-    steps: int,
-    lr: LearningRate,
-    first_order: bool = False,
-    only: Collection[str] | None = None,
-    *,
-    recompute: bool = False,
-) -> Params:
-    """:func:`adapt` for a batch of tasks at once, on a model that :func:`batched.supports`: ``support`` has a
-    leading task dimension, and so do the adapted parameters in the result (the others stay shared)."""
-    tasks = len(support[0])
-    fast = {n: p.expand(tasks, *p.shape) for n, p in params.items() if only is None or n in only}
-    return {**params, **task_sgd(model, params, fast, support, loss_fn, steps, lr, first_order, recompute=recompute)}
+def per_task(params: Params, tasks: int, only: Collection[str] | None = None) -> Params:
+    """The parameters to adapt (all, or those in ``only``) repeated for ``tasks`` tasks along a new leading
+    dimension, as views (no copy): the starting point of :func:`task_sgd`."""
+    return {n: p.expand(tasks, *p.shape) for n, p in params.items() if only is None or n in only}
 
 
 def task_sgd(
@@ -212,9 +199,9 @@ def meta_loss(
     the loop. ``recompute``: see :func:`adapt` (not with vmap).
     """
     if vectorize and batched.supports(model):
-        fast = adapt_tasks(model, params, (tasks.support_x, tasks.support_y), loss_fn, steps, lr, first_order, only,
-                           recompute=recompute)
-        return batched.task_losses(model, fast, tasks.query_x, tasks.query_y, loss_fn).mean()
+        fast = task_sgd(model, params, per_task(params, len(tasks), only), (tasks.support_x, tasks.support_y),
+                        loss_fn, steps, lr, first_order, recompute=recompute)
+        return batched.task_losses(model, {**params, **fast}, tasks.query_x, tasks.query_y, loss_fn).mean()
 
     def one(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> Tensor:
         return task_loss(model, params, (sx, sy), (qx, qy), loss_fn, steps, lr, first_order, only, recompute=recompute)
@@ -295,8 +282,7 @@ def losses_after_steps(
         lr = {n: v.detach() for n, v in lr.items()}
     wanted = sorted(set(steps))
     if batched.supports(model):
-        fast = {n: p.expand(len(tasks), *p.shape) for n, p in params.items() if only is None or n in only}
-        out, done = [], 0
+        fast, out, done = per_task(params, len(tasks), only), [], 0
         for target in wanted:
             fast = task_sgd(model, params, fast, (tasks.support_x, tasks.support_y), loss_fn, target - done, lr, True)
             fast, done = {n: f.detach() for n, f in fast.items()}, target

@@ -9,7 +9,7 @@ from torch import nn
 from torch.func import vmap
 
 from reproductions.core import batched
-from reproductions.core.functional import adapt, adapt_tasks
+from reproductions.core.functional import adapt, per_task, task_sgd
 from reproductions.core.tasks import TaskBatch
 from reproductions.maml.method import MAML
 
@@ -32,7 +32,8 @@ class Reptile(MAML):
             return fast, loss
 
         if self.vectorize and batched.supports(self.model):
-            fast = adapt_tasks(self.model, init, (x, y), self.loss_fn, self.inner_steps, self.inner_lr, first_order=True)
+            fast = task_sgd(self.model, init, per_task(init, len(x)), (x, y), self.loss_fn, self.inner_steps,
+                            self.inner_lr, first_order=True)
             fast = {n: f.detach() for n, f in fast.items()}
             losses = batched.task_losses(self.model, fast, x, y, self.loss_fn)
         elif self.vectorize:
