@@ -96,8 +96,10 @@ def test_learned_step_sizes_and_classification_loss_match_the_loop():
     model = nn.Sequential(nn.Linear(4, 6), nn.ELU(), nn.Linear(6, 3)).double()
     lr = {n: torch.full(p.shape, 0.1, dtype=torch.float64, requires_grad=True) for n, p in model.named_parameters()}
     gen = torch.Generator().manual_seed(2)
-    batch = TaskBatch(torch.randn(3, 6, 4, generator=gen, dtype=torch.float64), torch.randint(0, 3, (3, 6), generator=gen),
-                      torch.randn(3, 9, 4, generator=gen, dtype=torch.float64), torch.randint(0, 3, (3, 9), generator=gen))
+    batch = TaskBatch(torch.randn(3, 6, 4, generator=gen, dtype=torch.float64),
+                      torch.randint(0, 3, (3, 6), generator=gen),
+                      torch.randn(3, 9, 4, generator=gen, dtype=torch.float64),
+                      torch.randint(0, 3, (3, 9), generator=gen))
     found = []
     for vectorize in (True, False):
         loss = meta_loss(model, parameters_of(model), batch, F.cross_entropy, 2, lr, vectorize=vectorize)

@@ -49,7 +49,8 @@ class Config:
         else:
             what = (f"conv net 4x{self.channels} + batch norm, 28x28, {self.ways}-way 1-shot, "
                     f"{self.queries} queries/class")
-        return f"{what}, meta-batch {self.meta_batch}, {steps}, {self.order}" + (f" ({self.extra})" if self.extra else "")
+        extra = f" ({self.extra})" if self.extra else ""
+        return f"{what}, meta-batch {self.meta_batch}, {steps}, {self.order}{extra}"
 
     @property
     def vectorize(self) -> bool:
@@ -214,7 +215,8 @@ IMPLEMENTATIONS: dict[str, Callable[[Config, Workload], None]] = {
 def unavailable(impl: str, config: Config | None = None) -> str | None:
     """Why ``impl`` cannot run here (on ``config``), or ``None``."""
     if impl == "ours-lean" and config is not None and (config.chunk is None or not config.vectorize):
-        return "not applicable: ours already adapts one task at a time here (batch norm rules out running tasks together)"
+        return ("not applicable: ours already adapts one task at a time here (batch norm rules out running tasks "
+                "together)")
     if impl == "higher":
         try:
             import higher  # noqa: F401

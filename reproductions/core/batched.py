@@ -3,12 +3,13 @@
 ``torch.func.vmap`` maps a one-task function over the tasks by rewriting every operation through its batching
 rules, and nested in ``torch.func.grad`` it does so for every operation of the inner gradients too. On small
 networks like the sinusoid MLP that per-operation work, not arithmetic, is most of the time (issue 8 profiled
-thousands of operator calls per meta-iteration, mostly transposes, views and reshapes of the rules). A ``nn.Sequential`` of ``nn.Linear`` layers and element-wise
-activations can take the tasks as a leading dimension instead: each linear layer becomes one batched matrix
-product with every task's own weights (``torch.baddbmm``), and plain autograd differentiates it. Because task
-``t``'s loss depends only on task ``t``'s weights, the gradient of the summed task losses with respect to the
-stacked weights is every task's own gradient, and, with ``create_graph``, so are the second-order terms: the
-result equals the per-task loop up to float rounding (tests check it, and against finite differences).
+thousands of operator calls per meta-iteration, mostly transposes, views and reshapes of the rules). A
+``nn.Sequential`` of ``nn.Linear`` layers and element-wise activations can take the tasks as a leading dimension
+instead: each linear layer becomes one batched matrix product with every task's own weights (``torch.baddbmm``),
+and plain autograd differentiates it. Because task ``t``'s loss depends only on task ``t``'s weights, the gradient
+of the summed task losses with respect to the stacked weights is every task's own gradient, and, with
+``create_graph``, so are the second-order terms: the result equals the per-task loop up to float rounding (tests
+check it, and against finite differences).
 """
 
 from __future__ import annotations

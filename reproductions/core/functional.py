@@ -1,9 +1,11 @@
-"""Functional adaptation with ``torch.func``: inner loops of any length, first- or second-order.
+"""Functional adaptation: inner loops of any length, first- or second-order, one task at a time or many at once.
 
 Parameters travel as plain ``{name: tensor}`` dicts, so the same code adapts a whole network (MAML), only its
 head (ANIL), or uses a learned learning rate per parameter (Meta-SGD). Second-order meta-gradients come for free:
-the inner gradients are computed by ``torch.func.grad``, whose result stays differentiable for the outer
-``backward()``. First-order drops that dependency by detaching the inner gradients.
+the inner gradients are computed with ``create_graph`` (``torch.func.grad`` under vmap), so they stay
+differentiable for the outer ``backward()``. First-order drops that dependency by detaching the inner gradients.
+Many tasks at once run natively batched (:mod:`reproductions.core.batched`) where the model allows, else under
+``vmap``; :mod:`reproductions.core.recompute` trades time for the memory of long inner loops.
 
 Image models run their query pass in the ``channels_last`` memory layout on the CPU: the adapted 4-D kernels
 come out of :func:`adapt` in it, and :func:`task_loss` lays out the query images so. On a batch of 75 images
@@ -131,7 +133,8 @@ def task_sgd(
         for _ in range(steps):
             loss = batched.task_losses(model, {**params, **fast}, x, y, loss_fn).sum()
             grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
-            fast = {n: f - scaled_step(lr, n, g.detach() if first_order else g) for (n, f), g in zip(fast.items(), grads)}
+            fast = {n: f - scaled_step(lr, n, g.detach() if first_order else g)
+                    for (n, f), g in zip(fast.items(), grads)}
     return fast
 
 

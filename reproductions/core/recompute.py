@@ -5,13 +5,14 @@ whole graph (activations, the inner gradient and its own graph) until the outer 
 keeps only the step's input parameters instead; the backward pass recomputes that step's gradient graph from them
 when it reaches the step and back-propagates through it at once. Memory then grows with the number of inner steps
 by one copy of the adapted parameters per step, at the price of computing each inner gradient twice. The result
-equals the stored graph's up to float rounding (tests check it against the plain loop and finite differences).
+equals the stored graph's up to float rounding (tests check it against the plain loop and finite
+differences).
 
 For one step ``θ' = θ - lr ⊙ g(θ, φ)``, where ``g`` is the gradient of the support loss with respect to the adapted
 parameters ``θ`` and ``φ`` are the parameters that stay fixed in the inner loop (ANIL's body), the backward pass
-maps the incoming gradient ``v`` of ``θ'`` to
-``θ: v - H_θθ (lr ⊙ v)``, ``φ: -H_φθ (lr ⊙ v)`` and, for learned step sizes, ``lr: -g ⊙ v``, with the Hessian
-products computed by differentiating ``g`` (recomputed with ``create_graph``) in the direction ``lr ⊙ v``.
+maps the incoming gradient ``v`` of ``θ'`` to ``θ: v - H_θθ (lr ⊙ v)``, ``φ: -H_φθ (lr ⊙ v)`` and, for learned step
+sizes, ``lr: -g ⊙ v``, with the Hessian products computed by differentiating ``g`` (recomputed with
+``create_graph``) in the direction ``lr ⊙ v``.
 """
 
 from __future__ import annotations
