@@ -152,6 +152,9 @@ def test_benchmarks_page_shows_the_recorded_run(built):
         assert config["key"] in page
         higher = next(r for r in config["results"] if r["impl"] == "higher")
         assert f"{higher['time_ratio_to_ours']:.2f}x" in page
+    assert "Against our goal" in page  # each of our variants measured against the goal, configuration by configuration
+    assert page.count("the goal)") == sum(1 for c in recorded["configs"] for r in c["results"]
+                                           if r["impl"] in ("ours", "ours-lean") and r.get("available"))
 
 
 def test_no_catalog_string_reaches_the_html_unescaped(built):
