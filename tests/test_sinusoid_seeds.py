@@ -49,6 +49,15 @@ def test_records_name_the_seeds_and_combine_both_intervals(tmp_path, smoke):
     assert "for each of 3 seeds" in one.budget
 
 
+def test_a_configurations_own_deviation_is_added_to_its_records(tmp_path, smoke):
+    config = {**smoke, "record": {**smoke["record"], "deviation": "Here the outer\n  step is halved."}}
+    _run(tmp_path, config, write=True, name="halved")
+    records, problems = load_records(tmp_path)
+    assert not problems and records
+    for _, rec in records:
+        assert " Here the outer step is halved. " in rec.notes  # folded to one line, between the shared notes
+
+
 def test_the_interval_adds_seed_and_task_spread_in_quadrature():
     rng = np.random.default_rng(0)
     losses = rng.gamma(2.0, 0.3, size=(3, 200)) + np.array([[0.0], [0.2], [0.4]])

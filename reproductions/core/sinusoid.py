@@ -187,6 +187,8 @@ def write_records(repro, config, ctx, seeds, states, metrics, device, eval_secon
     if rec.get("paper_budget"):
         budget += f" ({rec['paper_budget']})"
     notes = " ".join(rec["notes"].split())
+    if rec.get("deviation"):  # what this configuration alone changes, and why
+        notes += " " + " ".join(rec["deviation"].split())
     if len(seeds) == 1:
         notes += (
             f" Test: {ev['tasks']:,} fresh tasks from one training seed, K = {data['k_shot']} support and "
