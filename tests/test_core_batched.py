@@ -70,6 +70,12 @@ def test_forward_is_each_tasks_own_forward_pass():
     for t in range(tasks):
         own = {n: (p if n == "4.weight" else p[t]) for n, p in params.items()}
         torch.testing.assert_close(got[t], functional_call(model, own, (x[t],)), rtol=1e-14, atol=1e-14)
+    sequences = torch.randn(tasks, 4, 6, 3, generator=gen, dtype=torch.float64)  # more dimensions per task
+    got = batched.forward(model, params, sequences)
+    assert got.shape == (tasks, 4, 6, 2)
+    for t in range(tasks):
+        own = {n: (p if n == "4.weight" else p[t]) for n, p in params.items()}
+        torch.testing.assert_close(got[t], functional_call(model, own, (sequences[t],)), rtol=1e-14, atol=1e-14)
 
 
 @pytest.mark.parametrize("first_order", [False, True])

@@ -33,7 +33,8 @@ def supports(model: nn.Module) -> bool:
 
 
 def forward(model: nn.Sequential, params: dict[str, Tensor], x: Tensor) -> Tensor:
-    """``model`` on inputs ``x`` of shape ``[tasks, points, features]``, task ``t`` with its own weights.
+    """``model`` on inputs ``x`` of shape ``[tasks, points, features]`` (or ``[tasks, ..., features]``), task
+    ``t`` with its own weights.
 
     A parameter in ``params`` is either per task (a leading task dimension: ``[tasks, *shape]``) or shared by all
     tasks (its own shape), as when ANIL adapts only the head.
@@ -47,6 +48,10 @@ def forward(model: nn.Sequential, params: dict[str, Tensor], x: Tensor) -> Tenso
 
 
 def _linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    per_task = weight.dim() == 3 or (bias is not None and bias.dim() == 2)
+    if per_task and x.dim() != 3:  # inputs [tasks, ..., features]: fold the middle dimensions into one
+        out = _linear(x.reshape(x.shape[0], -1, x.shape[-1]), weight, bias)
+        return out.reshape(*x.shape[:-1], out.shape[-1])
     if weight.dim() == 2:  # shared by all tasks
         out = torch.nn.functional.linear(x, weight, bias if bias is None or bias.dim() == 1 else None)
         return out if bias is None or bias.dim() == 1 else out + bias.unsqueeze(1)
