@@ -120,14 +120,17 @@ def finite_difference_check(loss_of_params: callable, params: list[torch.Tensor]
         assert abs(float(numeric) - float(exact)) <= 1e-6 * max(1.0, abs(float(exact))), (numeric, exact)
 
 
+@pytest.mark.parametrize("recompute", [False, True])
 @pytest.mark.parametrize("name", ["maml", "anil", "meta_sgd"])
-def test_meta_gradient_matches_finite_differences(name):
+def test_meta_gradient_matches_finite_differences(name, recompute):
+    """Also with the inner steps recomputed in the backward pass (reproductions.core.recompute)."""
     model, batch = small_model(), tasks()
     if name == "meta_sgd":
         torch.manual_seed(3)
-        learner = MetaSGD(model, inner_steps=2)
+        learner = MetaSGD(model, inner_steps=2, recompute=recompute)
     else:
-        learner = MAML(model, LR, 2, adapt_only=["4.weight", "4.bias"] if name == "anil" else None)
+        learner = MAML(model, LR, 2, adapt_only=["4.weight", "4.bias"] if name == "anil" else None,
+                       recompute=recompute)
     learner.meta_step(batch)
     params = list(learner.parameters())  # includes Meta-SGD's learned step sizes
     names = [n for n, _ in learner.named_parameters()]
@@ -189,8 +192,8 @@ def test_vectorized_meta_loss_equals_loop_on_the_full_model():
 
 @pytest.mark.parametrize("first_order", [False, True])
 @pytest.mark.parametrize("chunk", [1, 2, 5, 9])
-def test_chunked_vmap_meta_gradient_equals_per_task_loop(chunk, first_order):
-    """vmap over chunks of tasks, each chunk back-propagated on its own (a short last chunk included)."""
+def test_chunked_meta_gradient_equals_per_task_loop(chunk, first_order):
+    """Tasks run together in groups, each group back-propagated on its own (a short last group included)."""
     model, batch = small_model(), tasks(n=5)
     loss = meta_gradient(model, parameters_of(model), batch, mse, 3, LR, first_order, vectorize=True, chunk=chunk)
     torch.testing.assert_close(flat_grad(model), reference_meta_grad(model, batch, 3, first_order),

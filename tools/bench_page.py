@@ -66,8 +66,8 @@ def _versus(peer: dict, ours: dict, label: str) -> str:
 def _summary(config: dict) -> str:
     """One line per configuration: how much time and memory each peer needs relative to each of our variants."""
     rows = {r["impl"]: r for r in config["results"] if r.get("available")}
-    ours = [(impl, impl) for impl in OURS if impl in rows]
-    parts = [f"{md_text(impl)} needs " + "; ".join(_versus(row, rows[o], label) for o, label in ours)
+    ours = [impl for impl in OURS if impl in rows]
+    parts = [f"{md_text(impl)} needs " + "; ".join(_versus(row, rows[o], o) for o in ours)
              for impl, row in rows.items() if impl not in OURS]
     return f"- {md_text(config['key'])}: " + ("; ".join(parts) or "no peer could run") + "."
 

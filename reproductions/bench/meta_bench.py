@@ -148,7 +148,7 @@ def bench_config(
 
 # The code a result depends on: a change to any of it makes the recorded commit "-dirty".
 CODE_PATHS = ["reproductions/bench", "reproductions/core/functional.py", "reproductions/core/tasks.py",
-              "reproductions/core/sinusoid.py", "reproductions/core/batched.py",
+              "reproductions/core/sinusoid.py", "reproductions/core/batched.py", "reproductions/core/recompute.py",
               "reproductions/datasets/omniglot_benchmark.py"]
 
 

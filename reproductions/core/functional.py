@@ -82,8 +82,7 @@ def adapt(
         def support_loss(p: Params) -> Tensor:
             return loss_fn(functional_call(model, p, (x,)), y)
 
-        for _ in range(steps):
-            params = {**params, **recomputing.sgd_step(support_loss, {n: params[n] for n in names}, frozen, lr)}
+        params = {**params, **recomputing.sgd_steps(support_loss, {n: params[n] for n in names}, frozen, lr, steps)}
         return {n: channels_last(p) for n, p in params.items()}
     for _ in range(steps):
         grads = support_grads(model, params, names, x, y, loss_fn, create_graph=not first_order)
@@ -125,9 +124,7 @@ def task_sgd(
         def support_loss(p: Params) -> Tensor:
             return batched.task_losses(model, p, x, y, loss_fn).sum()
 
-        for _ in range(steps):
-            fast = recomputing.sgd_step(support_loss, fast, frozen, lr)
-        return fast
+        return recomputing.sgd_steps(support_loss, fast, frozen, lr, steps)
     with torch.enable_grad():  # like support_grads, also under the caller's no_grad (evaluation)
         fast = {n: f if f.requires_grad else f.detach().requires_grad_() for n, f in fast.items()}
         for _ in range(steps):

@@ -28,6 +28,13 @@ Params = dict[str, Tensor]
 LossOfParams = Callable[[Params], Tensor]
 
 
+def sgd_steps(loss_of: LossOfParams, fast: Params, frozen: Params, lr: float | Params, steps: int) -> Params:
+    """``steps`` calls of :func:`sgd_step`: the parameters in ``fast`` after that many SGD steps."""
+    for _ in range(steps):
+        fast = sgd_step(loss_of, fast, frozen, lr)
+    return fast
+
+
 def sgd_step(loss_of: LossOfParams, fast: Params, frozen: Params, lr: float | Params) -> Params:
     """One SGD step of the parameters in ``fast`` on ``loss_of({**frozen, **fast})`` (a scalar), differentiable
     with respect to ``fast``, ``frozen`` and (a dict of tensors) ``lr`` by recomputation; see the module text.

@@ -27,9 +27,10 @@ def mse(prediction: Tensor, target: Tensor) -> Tensor:
 class MAML(nn.Module):
     """Meta-learner around ``model``: ``inner_steps`` SGD steps of size ``inner_lr`` on the support set.
 
-    ``adapt_only`` restricts the inner loop to some parameters (ANIL); ``vectorize`` runs the tasks together (batched, or vmap).
-    ``tasks_per_call`` (with ``vectorize``) maps that many tasks at a time and back-propagates each group before
-    the next: less peak memory, more time (see ``mlatlas bench``); None maps the whole meta-batch at once.
+    ``adapt_only`` restricts the inner loop to some parameters (ANIL); ``vectorize`` runs the tasks together
+    (batched natively, or with vmap) instead of one at a time. ``tasks_per_call`` (with ``vectorize``) runs that
+    many tasks at a time and back-propagates each group before the next: less peak memory, more time (see
+    ``mlatlas bench``); None runs the whole meta-batch at once.
     ``recompute`` (second order) keeps only each inner step's parameters for the backward pass and recomputes the
     rest there: less memory on long inner loops, more time.
     """
@@ -75,10 +76,6 @@ class MAML(nn.Module):
         )
 
     def meta_step(self, tasks: TaskBatch) -> float:
-        if self.tasks_per_call is None:
-            loss = self.meta_loss(tasks)
-            loss.backward()
-            return loss.item()
         return meta_gradient(
             self.model, self.init_params(), tasks, self.loss_fn, self.inner_steps, self.step_sizes(),
             self.first_order, self.adapt_only, self.vectorize, chunk=self.tasks_per_call, recompute=self.recompute,
