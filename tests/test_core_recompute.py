@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reproductions.core.functional import meta_gradient, meta_loss, parameters_of
+from reproductions.core.sinusoid import mlp
 from reproductions.core.tasks import SinusoidFamily, TaskBatch
 from reproductions.datasets.omniglot_benchmark import conv4
 from reproductions.maml.method import mse
@@ -109,7 +110,7 @@ class Saved:
 def held_numel(recompute: bool, steps: int) -> int:
     """Elements autograd holds for the backward pass once the meta-loss is built (graphs made and freed inside
     the inner steps do not count)."""
-    model, batch = small_mlp(), sine_tasks(n=3, k=10)
+    model, batch = mlp().double(), sine_tasks(n=3, k=10)  # the sinusoid methods' network
     held: weakref.WeakSet = weakref.WeakSet()
 
     def pack(t: torch.Tensor) -> Saved:
@@ -127,7 +128,7 @@ def held_numel(recompute: bool, steps: int) -> int:
 
 def test_recompute_holds_a_fraction_of_the_graph():
     stored, recomputed = held_numel(False, 10), held_numel(True, 10)
-    assert recomputed < stored / 3, (recomputed, stored)
+    assert recomputed < stored / 3.5, (recomputed, stored)  # 3.7x on this network (reproductions/README.md)
     # per inner step it holds one copy of the three tasks' parameters, nothing else
-    parameters = sum(p.numel() for p in small_mlp().parameters())
+    parameters = sum(p.numel() for p in mlp().parameters())
     assert (held_numel(True, 10) - held_numel(True, 5)) / 5 == 3 * parameters
