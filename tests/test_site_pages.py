@@ -22,8 +22,9 @@ def test_page_urls_are_the_ones_mkdocs_gives(uri, directory_urls):
 def _record(value, ci95, paper_value, pm, higher_is_better=True) -> ResultRecord:
     return ResultRecord.model_validate({
         "paper": "p", "reproduction": "r", "benchmark": "b", "setting": "s", "metric": "m",
-        "higher_is_better": higher_is_better, "value": value, "ci95": ci95,
-        "paper_value": {"value": paper_value, "pm": pm, "citation": "c", "table": "Table 1"},
+        "higher_is_better": higher_is_better, "value": value, "ci95": ci95, "protocol": {"test": "5-way 1-shot"},
+        "paper_value": {"value": paper_value, "pm": pm, "citation": "c", "table": "Table 1",
+                        "protocol": {"test": "5-way 1-shot"}},
         "environment": {"command": "x", "commit": "abcdef1", "hardware": "h", "device": "cpu",
                         "versions": {}, "wall_time_s": 1, "date": "2026-11-22"},
     })

@@ -7,6 +7,8 @@ compares with the number the paper reports. The site shows records on the page o
 from __future__ import annotations
 
 import datetime as dt
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -17,14 +19,25 @@ from mlatlas.problems import Problem
 from mlatlas.readers import read_model
 
 
+ProtocolValue = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)] | int | float | bool
+Protocol = dict[Slug, ProtocolValue]
+"""How a number was measured, as named facts: e.g. ``{data: "Omniglot, Vinyals split", train: "60-way 1-shot",
+test: "5-way 1-shot", test_episodes: 1000, budget: "..."}``. A verdict compares each fact the paper states with
+ours (see :func:`verdict`); facts the paper does not state are not compared."""
+
+
 class PaperValue(Strict):
-    """The number a paper reports for the same benchmark and setting, and where."""
+    """The number a paper reports, where, and under which protocol."""
 
     value: float
     pm: float | None = Field(default=None, ge=0)
     paper: Slug | None = Field(default=None, description="Catalog id of the reporting paper.")
     citation: ShortText | None = None
     table: ShortText
+    protocol: Protocol = Field(
+        default_factory=dict,
+        description="The facts of the paper's protocol for this number (same keys as the record's `protocol`).",
+    )
 
 
 class Environment(Strict):
@@ -49,7 +62,13 @@ class ResultRecord(Strict):
     ci95: float | None = Field(default=None, ge=0, description="Half-width of the 95% confidence interval.")
     n_eval_tasks: int | None = Field(default=None, ge=1)
     n_seeds: int = Field(default=1, ge=1)
+    protocol: Protocol = Field(default_factory=dict, description="The facts of our own protocol.")
     paper_value: PaperValue | None = None
+    tolerance: float | None = Field(
+        default=None, ge=0,
+        description="Agreement margin declared in the config before the run (metric units); replaces the combined "
+                    "95% interval in the verdict.",
+    )
     budget: ShortText | None = Field(default=None, description="Training budget, e.g. '20,000 meta-iterations'.")
     notes: Text | None = Field(default=None, description="Deviations from the paper and why; gap explained.")
     curve: str | None = Field(default=None, description="Learning curve CSV, relative to the record file.")
@@ -57,16 +76,62 @@ class ResultRecord(Strict):
     environment: Environment
 
 
-def compare(record: ResultRecord) -> tuple[float | None, str]:
-    """Gap to the paper (ours minus theirs) and whether the two agree within their stated intervals:
-    "agrees", "better", "worse", or "" when the record has no paper value."""
-    if record.paper_value is None:
-        return None, ""
-    gap = record.value - record.paper_value.value
-    margin = (record.ci95 or 0.0) + (record.paper_value.pm or 0.0)
+AGREES, BETTER, WORSE = "agrees", "better", "worse"
+DIFFERENT_PROTOCOL, NO_PAPER_NUMBER = "different protocol", "no paper number"
+VERDICTS = (AGREES, BETTER, WORSE, DIFFERENT_PROTOCOL, NO_PAPER_NUMBER)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a record reads against its paper number: :data:`VERDICTS` ``kind``, the gap (ours minus the paper's,
+    only when the protocols match), the margin it was judged with, and a few words on why."""
+
+    kind: str
+    gap: float | None = None
+    margin: float | None = None
+    reason: str = ""
+
+    @property
+    def compared(self) -> bool:
+        return self.gap is not None
+
+
+def protocol_differences(record: ResultRecord) -> list[str]:
+    """Each fact of the paper's protocol that ours lacks or states otherwise, as ``key: ours X, paper Y``."""
+    theirs = record.paper_value.protocol if record.paper_value else {}
+    return [f"{key}: ours {record.protocol.get(key, 'not stated')!s}, paper {value!s}"
+            for key, value in theirs.items() if record.protocol.get(key) != value]
+
+
+def verdict(record: ResultRecord) -> Verdict:
+    """The project's one rule. No paper value: ``no paper number``. A paper value whose protocol is not stated, or
+    differs from ours in any fact it states: ``different protocol``, with no gap. Otherwise ``agrees`` when the gap is
+    within the declared tolerance or else within the combined 95% interval (ours and the paper's half-widths added in
+    quadrature, as for a difference of independent estimates), else ``better`` or ``worse``."""
+    pv = record.paper_value
+    if pv is None:
+        return Verdict(NO_PAPER_NUMBER)
+    if not pv.protocol:
+        return Verdict(DIFFERENT_PROTOCOL, reason="the paper value states no protocol to match")
+    differences = protocol_differences(record)
+    if differences:
+        return Verdict(DIFFERENT_PROTOCOL, reason="; ".join(differences))
+    gap = record.value - pv.value
+    if record.tolerance is not None:
+        margin, how = record.tolerance, f"declared tolerance ±{record.tolerance:g}"
+    else:
+        margin = math.hypot(record.ci95 or 0.0, pv.pm or 0.0)
+        how = f"combined 95% interval ±{margin:.3g}"
     if abs(gap) <= margin:
-        return gap, "agrees"
-    return gap, "better" if (gap > 0) == record.higher_is_better else "worse"
+        return Verdict(AGREES, gap, margin, f"within the {how}")
+    better = (gap > 0) == record.higher_is_better
+    return Verdict(BETTER if better else WORSE, gap, margin, f"outside the {how}")
+
+
+def compare(record: ResultRecord) -> tuple[float | None, str]:
+    """(gap, verdict kind): the gap is None unless the protocols match. Shorthand for :func:`verdict`."""
+    v = verdict(record)
+    return v.gap, v.kind
 
 
 def load_records(root: Path) -> tuple[list[tuple[Path, ResultRecord]], list[Problem]]:
