@@ -43,14 +43,14 @@ def fetch(name, data_dir, base, **kw):
                             timeout=10, progress=False, **kw)
 
 
-def test_download_verify_extract_and_load(server, tmp_path, files):
+def test_download_verify_and_decode(server, tmp_path, files):
     path = fetch(SMALL1, tmp_path, server.base("good"))
     assert path == tmp_path / SMALL1 and path.read_bytes() == files[SMALL1]
     # The request went to the official repository layout under the base URL.
     assert server.log == [("/good/python/images_background_small1.zip", None)]
     recorded = json.loads((tmp_path / og.CHECKSUM_FILE).read_text())
     assert recorded[SMALL1] == og.ARCHIVES[SMALL1].sha256
-    chars = og.load_character_set(og.extract_archive(path))
+    chars = og.read_character_set(path)
     assert chars.images.shape == (136, 20, 28, 28) and chars.images.dtype == np.float32
     assert chars.alphabets == ["Balinese", "Early_Aramaic", "Greek", "Korean", "Latin"]
     # ink = 1 on a white page: a small minority of pixels are inked
@@ -180,10 +180,10 @@ def _zip_with(tmp_path: Path, name: str, *, symlink: bool = False) -> Path:
     ("/tmp/escaped.txt", False, "absolute path"),
     ("evil/link", True, "symbolic link"),
 ])
-def test_extraction_refuses_path_escapes(tmp_path, member, symlink, why):
+def test_archives_with_escaping_members_are_refused(tmp_path, member, symlink, why):
     archive = _zip_with(tmp_path, member, symlink=symlink)
     with pytest.raises(og.OmniglotDataError, match=why):
-        og.extract_archive(archive)
+        og.read_character_set(archive)
     assert not (tmp_path / "escaped.txt").exists()
     assert sorted(p.name for p in archive.parent.iterdir()) == ["evil.zip"]  # nothing half-written
 

@@ -215,11 +215,17 @@ def _data_dir(config: dict, ctx: registry.RunContext):
     return getattr(ctx, "data_dir", None) or config["data"].get("data_dir")
 
 
-def train_one(method: EpisodicMethod, name: str, config: dict, ctx: registry.RunContext, background: str, device,
-              train_pool: Pool, runs: list[OneShotRun]) -> tuple[nn.Module, training.LoopState]:
+def train_one(method: EpisodicMethod, name: str, config: dict, ctx: registry.RunContext, tag: str, device,
+              train_pool: Pool, evaluate: Callable[[nn.Module], dict[str, float]],
+              prepare: Callable[[nn.Module], nn.Module] | None = None) -> tuple[nn.Module, training.LoopState]:
+    """Train ``method`` on episodes of ``train_pool``, checkpointing to ``<work>/<name>/<config>/<tag>.pt``;
+    ``evaluate(model)`` gives the learning curve's evaluation columns, ``prepare`` adapts the fresh model (layout).
+    ``train.iterations`` is left out of the fingerprint, so a finished run can be continued with a larger budget."""
     tr = config["train"]
     rng = seed_everything(config["seed"])
     model = method.build(config).to(device)
+    if prepare is not None:
+        model = prepare(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=tr["lr"])
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, tr["lr_decay_every"], tr["lr_decay"])
     sampler = EpisodeSampler(train_pool.labels, tr["n_way"], tr["k_shot"], tr["n_query"], rng)
@@ -240,28 +246,32 @@ def train_one(method: EpisodicMethod, name: str, config: dict, ctx: registry.Run
             total += float(loss.detach())
         return total
 
-    def evaluate() -> dict[str, float]:
-        # Learning curve only: the runs are never used to choose a checkpoint or a setting.
-        return {"runs_error_pct": float(np.mean(runs_error(method, model, runs, device)))}
-
-    # Evaluation and record settings may change without invalidating a trained checkpoint.
-    fp = registry.fingerprint({k: v for k, v in config.items() if k in ("seed", "method", "train")})
-    ckpt = Path(ctx.work_dir) / name / ctx.config_name / f"{background}.pt"
+    # Evaluation and record settings, and the number of iterations, may change without invalidating a checkpoint.
+    fp = registry.fingerprint({"seed": config["seed"], "method": config["method"],
+                               "train": {k: v for k, v in tr.items() if k != "iterations"}})
+    ckpt = Path(ctx.work_dir) / name / ctx.config_name / f"{tag}.pt"
     if ctx.fresh and ckpt.exists():
         ckpt.unlink()
     if ctx.eval_only and not ckpt.exists():
         raise ValueError(f"no checkpoint at {ckpt}; train first with `mlatlas repro run`")
     state = training.meta_train(
-        model, optimizer, step, rng, 0 if ctx.eval_only else tr["iterations"], evaluate=evaluate,
+        model, optimizer, step, rng, 0 if ctx.eval_only else tr["iterations"], evaluate=lambda: evaluate(model),
         eval_every=tr["eval_every"], scheduler=scheduler, checkpoint=ckpt, checkpoint_every=tr["checkpoint_every"],
-        fingerprint=fp, progress=ctx.progress, description=f"{name} {background}",
+        fingerprint=fp, progress=ctx.progress, description=f"{name} {tag}",
     )
     return model, state
 
 
 def reproduction(name: str, paper: str, summary: str, method: EpisodicMethod) -> registry.Reproduction:
     """The registry entry of an Omniglot reproduction of ``method``."""
-    return registry.Reproduction(name, paper, summary, lambda config, ctx: run(method, name, paper, config, ctx))
+    def run_config(config: dict, ctx: registry.RunContext) -> dict[str, float]:
+        if config["data"].get("split"):  # the papers' own protocol: full data, a published class split
+            from reproductions.datasets import omniglot_standard
+
+            return omniglot_standard.run(method, name, paper, config, ctx)
+        return run(method, name, paper, config, ctx)
+
+    return registry.Reproduction(name, paper, summary, run_config)
 
 
 def run(method: EpisodicMethod, name: str, paper: str, config: dict, ctx: registry.RunContext) -> dict[str, float]:
@@ -276,7 +286,9 @@ def run(method: EpisodicMethod, name: str, paper: str, config: dict, ctx: regist
         start = time.perf_counter()
         train_chars, heldout_chars = load_split(background, config["data"]["heldout"], data_dir, base_url)
         train_pool = Pool.from_characters(train_chars, config["data"]["rotations"])
-        model, state = train_one(method, name, config, ctx, background, device, train_pool, runs)
+        # Learning curve only: the runs are never used to choose a checkpoint or a setting.
+        model, state = train_one(method, name, config, ctx, background, device, train_pool,
+                                 lambda m: {"runs_error_pct": float(np.mean(runs_error(method, m, runs, device)))})
         errors = runs_error(method, model, runs, device)
         err, err_ci = recording.mean_ci95(errors)
         metrics[f"{background}_runs_error_pct"] = err
