@@ -12,10 +12,10 @@ Where they are kept, in order of precedence:
 Checksums (table :data:`ARCHIVES`). The four image archives are pinned by size and SHA-256 as published in
 TensorFlow Datasets' checksum list for Omniglot (our own copies of the two small sets match it); the two full
 archives are also pinned by the MD5 sums of torchvision's ``Omniglot`` class. ``all_runs.zip`` appears in neither
-list: it is pinned by the SHA-256 we measured on a copy of the official file. On first use the observed SHA-256 of
-every archive is also written to ``checksums.json`` in the data folder, and later uses must match it (trust on
-first use, which is all that protects an archive whose table entry has no checksum); every archive must pass a
-zip integrity test. A mismatch is an error that names the file and what to do.
+list: it is pinned by the SHA-256 we measured on a copy of the official file. An archive with no pinned value
+(none today) has its SHA-256 written to ``checksums.json`` in the data folder on first use, and later uses must
+match it (trust on first use); nothing else is ever written beside the archives. Every archive must pass a zip
+integrity test. A mismatch is an error that names the file and what to do.
 
 The two full archives may also be a *repack* of the official images (other zip bytes, same images): such an
 archive is accepted when its **content digest** matches the pinned one, the SHA-256 of the text made of one line
@@ -241,7 +241,8 @@ def verify_archive(path: Path, archive: Archive, data_dir: Path) -> str:
             f"{path}: SHA-256 {sha256} differs from {recorded}, recorded in {data_dir / CHECKSUM_FILE} "
             f"when this archive was first verified. {hint}"
         )
-    _record(data_dir, archive.name, sha256)
+    if not (archive.sha256 or archive.content_digest):  # nothing pinned: trust on first use, check ever after
+        _record(data_dir, archive.name, sha256)
     return sha256
 
 

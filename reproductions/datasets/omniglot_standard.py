@@ -8,10 +8,13 @@ classes as Vinyals et al. (2016) did and as Snell et al. published the lists wit
 ``<data dir>/splits/vinyals/`` (or read from there). Two splits are offered:
 
 * ``vinyals``: train / val / test as published (Prototypical Networks, Matching Networks, Relation Network).
-* ``maml``: MAML trained on 1,200 characters and tested on the other 423 (Finn et al. 2017, Appendix A.1). Its
-  code drew the 1,200 by a seeded shuffle of a directory listing, which cannot be replayed; we take the published
-  train + val lists (``trainval``, 1,200 characters) for training and the same 423 test characters, which has the
-  sizes of MAML's split but not necessarily its characters. Every record says which split it used.
+* ``vinyals_trainval``: training on 1,200 characters and testing on the other 423, the sizes Vinyals et al. (Matching
+  Networks), Finn et al. (MAML) and Sung et al. (Relation Network) state. Their 1,200 were drawn at random (MAML's
+  code: a seeded shuffle of a directory listing, which cannot be replayed); we take the published train + val lists
+  (``trainval``, 1,200 characters) for training and the published 423 test characters, which has their sizes but not
+  necessarily their characters. There is no validation split: the last model is tested.
+
+Every record says which split it used.
 
 Images: the official PNGs resized to 28x28 (Lanczos, ink = 1), rotated by multiples of 90 degrees.
 
@@ -52,7 +55,7 @@ SPLIT_SHA256 = {  # measured on the published lists; the same values are in ../s
 SPLIT_CHARACTERS = {"train": 1028, "val": 172, "test": 423, "trainval": 1200}
 SPLITS = {  # split name -> (training list, validation list or None, test list)
     "vinyals": ("train", "val", "test"),
-    "maml": ("trainval", None, "test"),
+    "vinyals_trainval": ("trainval", None, "test"),
 }
 CLASS_LINE = re.compile(r"^[A-Za-z0-9_().'-]+/character\d\d/rot(000|090|180|270)$")
 ARCHIVES = ("images_background.zip", "images_evaluation.zip")
@@ -122,8 +125,7 @@ class StandardData:
     def describe(self) -> str:
         parts = " / ".join(f"{n:,} {part}" for part, n in self.characters.items())
         which = ("Vinyals et al. split as published with Prototypical Networks" if self.split == "vinyals" else
-                 "MAML-sized split: the published train+val lists (1,200 characters) for training, the published "
-                 "test list")
+                 "the published train+val lists for training, the published test list")
         return f"full Omniglot, {which} ({parts} characters, x4 rotations as classes), 28x28"
 
 
@@ -140,7 +142,7 @@ def pool_of(classes: list[str], characters: dict[str, np.ndarray]) -> Pool:
 
 def load_standard(split: str = "vinyals", data_dir=None, base_url: str | None = None,
                   split_url: str | None = None) -> StandardData:
-    """Training, validation and test pools of ``split`` (``vinyals`` or ``maml``)."""
+    """Training, validation and test pools of ``split`` (``vinyals`` or ``vinyals_trainval``)."""
     if split not in SPLITS:
         raise ValueError(f"data.split must be one of {', '.join(SPLITS)}, not {split!r}")
     characters: dict[str, np.ndarray] = {}
@@ -182,7 +184,7 @@ def run(method: EpisodicMethod, name: str, paper: str, config: dict, ctx: regist
         best_path.unlink(missing_ok=True)
 
     def validate(model: nn.Module) -> dict[str, float]:
-        if data.val is None:  # no validation split (MAML's): the last model is the one tested
+        if data.val is None:  # no validation split: the last model is the one tested
             return {}
         accs = heldout_accuracy(method, model, data.val, tr["val_way"], tr["k_shot"], tr["val_query"],
                                 tr["val_episodes"], config["seed"] + 500, device)
