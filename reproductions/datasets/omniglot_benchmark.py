@@ -78,21 +78,25 @@ class EpisodicMethod(Protocol):
 # --------------------------------------------------------------------------------------------------
 
 
-def conv_block(cin: int, cout: int, pool: bool = True, padding: int = 1, batch_stats: bool = False) -> nn.Sequential:
+def conv_block(cin: int, cout: int, pool: bool = True, padding: int = 1, batch_stats: bool = False,
+               stride: int = 1) -> nn.Sequential:
     """3x3 conv, batch norm, ReLU and (``pool``) 2x2 max-pool. ``batch_stats`` makes batch norm always normalise
     with the statistics of the current batch (MAML's convention); otherwise it keeps running averages for eval."""
     norm = nn.BatchNorm2d(cout, track_running_stats=not batch_stats)
-    layers = [nn.Conv2d(cin, cout, 3, padding=padding), norm, nn.ReLU()]
+    layers = [nn.Conv2d(cin, cout, 3, stride=stride, padding=padding), norm, nn.ReLU()]
     if pool:
         layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers)
 
 
-def conv4(channels: int = 64, batch_stats: bool = False) -> nn.Sequential:
+def conv4(channels: int = 64, batch_stats: bool = False, strided: bool = False) -> nn.Sequential:
     """The 4-block embedding of Vinyals et al. and Snell et al.: 3x3 conv, batch norm, ReLU, 2x2 max-pool;
-    28x28 input -> ``channels`` features."""
-    blocks = [conv_block(1 if i == 0 else channels, channels, batch_stats=batch_stats) for i in range(4)]
-    return nn.Sequential(*blocks, nn.Flatten())
+    28x28 input -> ``channels`` features. ``strided``: MAML's Omniglot variant, stride-2 convolutions instead of
+    max-pooling (Finn et al. 2017, Appendix A.1), the final 2x2 maps averaged (as the authors' code does)."""
+    blocks = [conv_block(1 if i == 0 else channels, channels, pool=not strided, batch_stats=batch_stats,
+                         stride=2 if strided else 1) for i in range(4)]
+    tail = [nn.AdaptiveAvgPool2d(1)] if strided else []
+    return nn.Sequential(*blocks, *tail, nn.Flatten())
 
 
 def class_means(features: Tensor, labels: Tensor, n_way: int) -> Tensor:
@@ -264,14 +268,17 @@ def train_one(method: EpisodicMethod, name: str, config: dict, ctx: registry.Run
 
 def reproduction(name: str, paper: str, summary: str, method: EpisodicMethod) -> registry.Reproduction:
     """The registry entry of an Omniglot reproduction of ``method``."""
-    def run_config(config: dict, ctx: registry.RunContext) -> dict[str, float]:
-        if config["data"].get("split"):  # the papers' own protocol: full data, a published class split
-            from reproductions.datasets import omniglot_standard
+    return registry.Reproduction(name, paper, summary, lambda config, ctx: run_config(method, name, paper, config, ctx))
 
-            return omniglot_standard.run(method, name, paper, config, ctx)
-        return run(method, name, paper, config, ctx)
 
-    return registry.Reproduction(name, paper, summary, run_config)
+def run_config(method: EpisodicMethod, name: str, paper: str, config: dict, ctx: registry.RunContext) -> dict[str, float]:
+    """A config with ``data.split`` runs the papers' own protocol (full data, a published class split,
+    :mod:`omniglot_standard`); one with ``data.backgrounds`` the minimal setting (:func:`run`)."""
+    if config["data"].get("split"):
+        from reproductions.datasets import omniglot_standard
+
+        return omniglot_standard.run(method, name, paper, config, ctx)
+    return run(method, name, paper, config, ctx)
 
 
 def run(method: EpisodicMethod, name: str, paper: str, config: dict, ctx: registry.RunContext) -> dict[str, float]:

@@ -230,14 +230,13 @@ def _write_records(name, paper, config, ctx, data: StandardData, results, state,
               f"{state.seconds / 60:.0f} minutes of training on {config.get('threads', 1)} CPU thread(s) of a "
               f"2-core machine shared with other jobs")
     for key, n_way, k_shot, value, ci, n in results:
-        protocol = {
-            "data": data.describe(),
-            "split": data.split,
-            "train_characters": data.characters["train"],
-            "test_characters": data.characters["test"],
-            "train": f"{tr['n_way']}-way {tr['k_shot']}-shot, {tr['n_query']} queries per class",
-            "test": f"{n_way}-way {k_shot}-shot",
-            "test_episodes": n,
+        protocol = {  # the facts a paper may state; each one it states must match for a verdict
+            "data": data.describe(), "split": data.split,
+            "train_characters": data.characters["train"], "test_characters": data.characters["test"],
+            "train_way": tr["n_way"], "train_shot": tr["k_shot"], "train_queries": tr["n_query"],
+            "episodes_per_update": batch, "train_updates": tr["iterations"],
+            "test_way": n_way, "test_shot": k_shot, "test_queries": ev["n_query"], "test_episodes": n,
+            **{f"method_{k}": v for k, v in config["method"].items() if isinstance(v, (str, int, float, bool))},
             **rec.get("protocol", {}),
         }
         paper_value = rec.get("paper_values", {}).get(key)
@@ -247,7 +246,8 @@ def _write_records(name, paper, config, ctx, data: StandardData, results, state,
             command=ctx.command or f"mlatlas repro run {name} --config {ctx.config_name}",
             device=str(device), wall_time_s=wall, paper=paper, reproduction=name,
             benchmark=f"Omniglot {n_way}-way {k_shot}-shot (standard protocol, test classes)",
-            setting=f"{data.describe()}; trained {protocol['train']}; {ev['n_query']} test queries per class",
+            setting=(f"{data.describe()}; trained on {tr['n_way']}-way {tr['k_shot']}-shot episodes with "
+                     f"{tr['n_query']} queries per class; {ev['n_query']} test queries per class"),
             metric="accuracy", unit="%", higher_is_better=True, value=round(value, 2), ci95=round(ci, 2),
             n_eval_tasks=n, budget=budget, protocol=protocol, paper_value=paper_value,
             tolerance=rec.get("tolerance"), notes=(rec.get("notes") or "").strip() or None, curve=state.curve,
