@@ -14,22 +14,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _data import OMNIGLOT
 from _omniglot_server import OmniglotTestServer
 from reproductions.datasets import omniglot as og
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot"
 SMALL1 = "images_background_small1.zip"
 NEEDED = [SMALL1, "all_runs.zip"]
 
 pytestmark = pytest.mark.skipif(
-    not all((SHARED / n).exists() for n in NEEDED),
-    reason=f"the official Omniglot archives are not in {SHARED} (../shared/data/omniglot)",
+    not all((OMNIGLOT / n).exists() for n in NEEDED),
+    reason=f"the official Omniglot archives are not in {OMNIGLOT} (../shared/data/omniglot)",
 )
 
 
 @pytest.fixture(scope="module")
 def files() -> dict[str, bytes]:
-    return {n: (SHARED / n).read_bytes() for n in NEEDED}
+    return {n: (OMNIGLOT / n).read_bytes() for n in NEEDED}
 
 
 @pytest.fixture
@@ -102,14 +102,14 @@ def test_missing_file_is_a_clear_error(server, tmp_path):
 
 
 def test_archive_already_on_disk_is_used_without_network(tmp_path):
-    shutil.copy(SHARED / SMALL1, tmp_path / SMALL1)
+    shutil.copy(OMNIGLOT / SMALL1, tmp_path / SMALL1)
     # Port 9 on 127.0.0.1 (discard) has no server: any request would fail.
     path = fetch(SMALL1, tmp_path, "http://127.0.0.1:9")
     assert path == tmp_path / SMALL1
 
 
 def test_corrupt_archive_on_disk_fails_with_message_and_cli_exit_code(tmp_path, capsys):
-    data = bytearray((SHARED / SMALL1).read_bytes())
+    data = bytearray((OMNIGLOT / SMALL1).read_bytes())
     data[1000] ^= 0xFF
     (tmp_path / SMALL1).write_bytes(bytes(data))
     with pytest.raises(og.OmniglotDataError, match=f"{SMALL1}: SHA-256 .* does not match the pinned"):
@@ -122,7 +122,7 @@ def test_corrupt_archive_on_disk_fails_with_message_and_cli_exit_code(tmp_path, 
 
 def test_full_archives_are_checked_against_published_checksums(tmp_path, monkeypatch):
     # A valid zip under the name of the full background set fails: its size is pinned ...
-    shutil.copy(SHARED / SMALL1, tmp_path / "images_background.zip")
+    shutil.copy(OMNIGLOT / SMALL1, tmp_path / "images_background.zip")
     with pytest.raises(og.OmniglotDataError, match="1,319,022 bytes where the official file has 9,464,212"):
         fetch("images_background.zip", tmp_path, "http://127.0.0.1:9")
     # ... and so are its SHA-256 and MD5 (checked here with the size pin lifted).
@@ -137,7 +137,7 @@ def test_full_archives_are_checked_against_published_checksums(tmp_path, monkeyp
 
 def test_pinned_small_archives_match_the_shared_copies():
     for name in NEEDED:
-        data = (SHARED / name).read_bytes()
+        data = (OMNIGLOT / name).read_bytes()
         assert len(data) == og.ARCHIVES[name].size
         assert hashlib.sha256(data).hexdigest() == og.ARCHIVES[name].sha256
 
@@ -148,7 +148,7 @@ def test_unpinned_archive_is_recorded_on_first_use_and_checked_after(server, tmp
     observed = hashlib.sha256(files[SMALL1]).hexdigest()
     assert json.loads((tmp_path / og.CHECKSUM_FILE).read_text())[SMALL1] == observed
     # Swap in a different, structurally valid zip: the recorded checksum catches it.
-    shutil.copy(SHARED / "all_runs.zip", path)
+    shutil.copy(OMNIGLOT / "all_runs.zip", path)
     with pytest.raises(og.OmniglotDataError, match="differs from .* recorded"):
         fetch(SMALL1, tmp_path, server.base("good"))
 

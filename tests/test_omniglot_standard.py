@@ -11,19 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _data import OMNIGLOT
 from _omniglot_server import OmniglotTestServer
 from mlatlas.cli import main
 from reproductions.core.runtime import available_devices
 from reproductions.datasets import omniglot as og
 from reproductions.datasets import omniglot_standard as std
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot"
 FULL = ["images_background.zip", "images_evaluation.zip"]
-SPLIT_DIR = SHARED / "splits" / "vinyals"
+SPLIT_DIR = OMNIGLOT / "splits" / "vinyals"
 
 pytestmark = pytest.mark.skipif(
-    not all((SHARED / n).exists() for n in FULL) or not SPLIT_DIR.is_dir(),
-    reason=f"the full Omniglot archives and the Vinyals split are not in {SHARED} (../shared/data/omniglot)",
+    not all((OMNIGLOT / n).exists() for n in FULL) or not SPLIT_DIR.is_dir(),
+    reason=f"the full Omniglot archives and the Vinyals split are not in {OMNIGLOT} (../shared/data/omniglot)",
 )
 
 
@@ -32,7 +32,7 @@ def _data_folder(tmp_path: Path, name: str = "data") -> Path:
     folder = tmp_path / name
     (folder / "splits" / "vinyals").mkdir(parents=True)
     for archive in FULL:
-        shutil.copy(SHARED / archive, folder / archive)
+        shutil.copy(OMNIGLOT / archive, folder / archive)
     for part in std.SPLIT_SHA256:
         shutil.copy(SPLIT_DIR / f"{part}.txt", folder / "splits" / "vinyals" / f"{part}.txt")
     return folder
@@ -48,7 +48,7 @@ def _rewrite(source: Path, target: Path, change=None, keep=lambda info: True) ->
 
 
 def test_the_shared_repack_is_not_the_official_file_but_its_content_digest_is_pinned():
-    path = SHARED / "images_evaluation.zip"
+    path = OMNIGLOT / "images_evaluation.zip"
     assert hashlib.sha256(path.read_bytes()).hexdigest() != og.ARCHIVES[path.name].sha256
     assert og.content_digest(path) == og.ARCHIVES[path.name].content_digest
 
@@ -56,7 +56,7 @@ def test_the_shared_repack_is_not_the_official_file_but_its_content_digest_is_pi
 def test_a_repack_with_the_official_images_is_accepted_offline(tmp_path):
     folder = tmp_path / "repack"
     folder.mkdir()
-    _rewrite(SHARED / "images_evaluation.zip", folder / "images_evaluation.zip")  # other zip bytes, same images
+    _rewrite(OMNIGLOT / "images_evaluation.zip", folder / "images_evaluation.zip")  # other zip bytes, same images
     path = og.fetch_archive("images_evaluation.zip", folder, base_url="http://127.0.0.1:9", progress=False)
     assert path == folder / "images_evaluation.zip"
 
@@ -64,10 +64,10 @@ def test_a_repack_with_the_official_images_is_accepted_offline(tmp_path):
 def test_one_changed_image_is_rejected_with_a_one_line_error(tmp_path, capsys):
     folder = tmp_path / "changed"
     folder.mkdir()
-    with zipfile.ZipFile(SHARED / "images_evaluation.zip") as zf:
+    with zipfile.ZipFile(OMNIGLOT / "images_evaluation.zip") as zf:
         first, second = sorted(n for n in zf.namelist() if n.endswith(".png"))[:2]
         other = zf.read(second)  # a valid PNG, just not this member's
-    _rewrite(SHARED / "images_evaluation.zip", folder / "images_evaluation.zip",
+    _rewrite(OMNIGLOT / "images_evaluation.zip", folder / "images_evaluation.zip",
              change=lambda info, data: other if info.filename == first else data)
     with pytest.raises(og.OmniglotDataError, match="nor a repack of its images .content digest"):
         og.fetch_archive("images_evaluation.zip", folder, base_url="http://127.0.0.1:9", progress=False)
@@ -79,9 +79,9 @@ def test_one_changed_image_is_rejected_with_a_one_line_error(tmp_path, capsys):
 def test_a_repack_missing_an_image_is_rejected(tmp_path):
     folder = tmp_path / "short"
     folder.mkdir()
-    with zipfile.ZipFile(SHARED / "images_evaluation.zip") as zf:
+    with zipfile.ZipFile(OMNIGLOT / "images_evaluation.zip") as zf:
         dropped = next(n for n in zf.namelist() if n.endswith(".png"))
-    _rewrite(SHARED / "images_evaluation.zip", folder / "images_evaluation.zip",
+    _rewrite(OMNIGLOT / "images_evaluation.zip", folder / "images_evaluation.zip",
              keep=lambda info: info.filename != dropped)
     with pytest.raises(og.OmniglotDataError, match="content digest"):
         og.fetch_archive("images_evaluation.zip", folder, base_url="http://127.0.0.1:9", progress=False)
@@ -90,7 +90,7 @@ def test_a_repack_missing_an_image_is_rejected(tmp_path):
 def test_a_truncated_full_archive_is_rejected_and_kept(tmp_path):
     folder = tmp_path / "truncated"
     folder.mkdir()
-    whole = (SHARED / "images_background.zip").read_bytes()
+    whole = (OMNIGLOT / "images_background.zip").read_bytes()
     (folder / "images_background.zip").write_bytes(whole[: len(whole) // 3])
     with pytest.raises(og.OmniglotDataError, match="images_background.zip: not a readable zip archive"):
         og.fetch_archive("images_background.zip", folder, base_url="http://127.0.0.1:9", progress=False)
@@ -111,7 +111,7 @@ def test_a_read_only_folder_of_verified_archives_is_used_and_left_untouched(tmp_
     assert len(data.test.labels) == 423 * 4 * 20
     assert sorted((p.relative_to(folder).as_posix(), p.stat().st_mtime_ns) for p in folder.rglob("*")) == before
     assert sorted(p.name for p in (tmp_path / "cache" / "omniglot").iterdir()) == [
-        f"{a.removesuffix('.zip')}-{hashlib.sha256((SHARED / a).read_bytes()).hexdigest()[:16]}-28px.npz" for a in FULL
+        f"{a.removesuffix('.zip')}-{hashlib.sha256((OMNIGLOT / a).read_bytes()).hexdigest()[:16]}-28px.npz" for a in FULL
     ]
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from _data import OMNIGLOT
 from mlatlas.cli import main
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot"
 ARCHIVES = ["images_background_small1.zip", "images_background_small2.zip", "all_runs.zip"]
 
 
@@ -21,14 +21,14 @@ def offline(monkeypatch, tmp_path):
 
 
 needs_archives = pytest.mark.skipif(
-    not all((SHARED / a).exists() for a in ARCHIVES), reason=f"Omniglot archives absent from {SHARED}"
+    not all((OMNIGLOT / a).exists() for a in ARCHIVES), reason=f"Omniglot archives absent from {OMNIGLOT}"
 )
 
 
 def _archives_in(folder: Path) -> Path:
     folder.mkdir()
     for name in ARCHIVES:
-        shutil.copy(SHARED / name, folder / name)
+        shutil.copy(OMNIGLOT / name, folder / name)
     return folder
 
 
