@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 
 import numpy as np
@@ -16,11 +17,39 @@ class NonFiniteError(RuntimeError):
 
 
 def seed_everything(seed: int) -> np.random.Generator:
-    """Seed Python, NumPy and torch; return the NumPy generator that should drive task sampling."""
+    """Seed Python, NumPy and torch (every device), ask torch for deterministic algorithms, and return the NumPy
+    generator that should drive task sampling."""
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # seeds CUDA and MPS too
+    deterministic()
     return np.random.default_rng(seed)
+
+
+def deterministic() -> None:
+    """Deterministic kernels where torch has them (cuDNN convolutions, cuBLAS with a fixed workspace), a warning
+    where it has none, so that a run and its resumed twin compute the same numbers on one GPU as on the CPU."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts: before any CUDA work
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+
+
+def device_rng_states() -> dict:
+    """The random states of the accelerators torch sees (for checkpoints): CUDA's per device, MPS's."""
+    states = {}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        states["mps"] = torch.mps.get_rng_state()
+    return states
+
+
+def set_device_rng_states(states: dict) -> None:
+    """Restore what :func:`device_rng_states` saved, for the devices this machine has."""
+    if states.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    if states.get("mps") is not None and "mps" in available_devices():
+        torch.mps.set_rng_state(states["mps"])
 
 
 def pick_device(name: str = "auto") -> torch.device:

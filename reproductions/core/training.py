@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from reproductions.core.runtime import NonFiniteError, check_finite
+from reproductions.core.runtime import NonFiniteError, check_finite, device_rng_states, set_device_rng_states
 
 CHECKPOINT_VERSION = 1
 
@@ -95,6 +95,7 @@ def meta_train(
             scheduler.load_state_dict(payload["scheduler"])
         rng.bit_generator.state = payload["rng"]
         torch.set_rng_state(payload["torch_rng"])
+        set_device_rng_states(payload.get("device_rng", {}))
         state = LoopState(**payload["state"])
 
     def write_checkpoint() -> None:
@@ -110,6 +111,7 @@ def meta_train(
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "rng": rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(),
+                "device_rng": device_rng_states(),  # CUDA/MPS generators (dropout, augmentation on the device)
                 "state": vars(state).copy(),
             },
         )
