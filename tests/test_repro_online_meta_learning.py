@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from _local_http import LocalServer, Reply
 from mlatlas.cli import main
 from reproductions.core import functional, registry
 from reproductions.core.tasks import TaskBatch
@@ -215,6 +216,21 @@ def test_the_loader_rejects_a_corrupted_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert "t10k-labels-idx1-ubyte.gz: checksum mismatch" in err and "Traceback" not in err and err.count("\n") == 1
+
+
+@needs_mnist
+def test_missing_files_are_downloaded_and_verified(tmp_path, monkeypatch):
+    name = "t10k-labels-idx1-ubyte.gz"
+    good = (SHARED_MNIST / name).read_bytes()
+    bad = good[:-1] + bytes([good[-1] ^ 1])
+    with LocalServer({f"/good/{name}": Reply(200, good), f"/bad/{name}": Reply(200, bad)}) as server:
+        monkeypatch.setenv(data.BASE_URL_ENV, server.url("/good"))
+        path = data.fetch(name, tmp_path / "ok")
+        assert path.read_bytes() == good
+        monkeypatch.setenv(data.BASE_URL_ENV, server.url("/bad"))  # a server handing out a corrupted copy
+        with pytest.raises(data.MnistDataError, match="checksum mismatch"):
+            data.fetch(name, tmp_path / "refused")
+    assert not list((tmp_path / "refused").iterdir())  # nothing kept
 
 
 def test_a_missing_file_that_cannot_be_downloaded_is_a_clear_error(tmp_path, monkeypatch):
