@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from _local_http import LocalServer, Reply
 from mlatlas.cli import main
+from mlatlas.records import ResultRecord, verdict
 from reproductions.core import functional, registry
 from reproductions.core.tasks import TaskBatch
 from reproductions.online_meta_learning import data, experiment, method, rainbow, report
@@ -259,6 +261,16 @@ def test_smoke_run_on_every_device(device, tmp_path):
     again = repro.run(config, registry.RunContext(config_name="smoke", device=device, work_dir=tmp_path, root=ROOT,
                                                   write_record=False, progress=False))
     assert again == metrics
+    # The records of a run validate, carry our protocol facts and no paper value (the paper gives figures only).
+    ctx.command = "mlatlas repro run online_meta_learning --config smoke"
+    results, seconds, dev = experiment.run_all(config, ctx)
+    written = report.write_all(config, ctx, results, seconds, dev, results_dir=tmp_path / "results")
+    records = [ResultRecord.model_validate(yaml.safe_load(p.read_text())) for p in written if p.suffix == ".yaml"]
+    assert len(records) == 3 * len(method.METHODS)
+    for r in records:
+        assert verdict(r).kind == "no paper number"
+        assert r.protocol["threshold"] == 0.9 and r.protocol["tasks"] == 3 and r.n_eval_tasks == 3
+    assert (tmp_path / "results" / "smoke_summary.md").exists() and (tmp_path / "results" / "smoke_summary.png").exists()
 
 
 @needs_mnist

@@ -95,10 +95,10 @@ def write_all(config: dict, ctx: registry.RunContext, results: dict[str, list[di
     commit = recording.git_commit(ctx.root, CODE_PATHS)
     protocol = {
         "data": "Rainbow MNIST (7 colours x 2 scales x 4 rotations; colours and transforms reconstructed)",
-        "tasks": n_tasks, "points_per_task": cap, "arrival_schedule": ", ".join(map(str, d["schedule"])),
-        "test_points_per_task": d["test_points"], "threshold": thr,
+        "tasks": n_tasks, "points-per-task": cap, "arrival-schedule": ", ".join(map(str, d["schedule"])),
+        "test-points-per-task": d["test_points"], "threshold": thr,
         "network": f"{config['model']['layers']} conv 3x3 x{config['model']['width']} (stride 2), BN, ReLU, linear",
-        "update_procedure": f"{u['steps']} full-batch gradient steps, lr {u['lr']}",
+        "update-procedure": f"{u['steps']} full-batch gradient steps, lr {u['lr']}",
         "seeds": 1,
     }
     budget = (f"per arrival of data: FTML {f['iterations_per_arrival']} meta-iterations (meta-batch {f['meta_batch']}, "
