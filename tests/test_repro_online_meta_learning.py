@@ -274,6 +274,36 @@ def test_smoke_run_on_every_device(device, tmp_path):
 
 
 @needs_mnist
+def test_an_interrupted_run_resumes_and_ends_where_an_uninterrupted_one_ends(tmp_path, monkeypatch):
+    repro = registry.get("online_meta_learning")
+    _, config = registry.load_config(repro, "smoke")
+    config["data"]["data_dir"] = str(SHARED_MNIST)
+    config["methods"] = ["ftml", "scratch"]
+
+    def ctx(where, **kw):
+        return registry.RunContext(config_name="smoke", work_dir=tmp_path / where, root=ROOT, write_record=False,
+                                   progress=False, **kw)
+
+    whole, _, _ = experiment.run_all(config, ctx("whole", fresh=True))
+    saves, real_save = [], experiment._save
+
+    def save_then_die(path, payload):
+        real_save(path, payload)
+        saves.append(path)
+        if len(saves) == 2:  # the ftml learner after its second task
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run_all(config, ctx("cut", fresh=True))
+    with pytest.raises(ValueError, match="stopped after 2 of 3 tasks"):
+        experiment.run_all(config, ctx("cut", eval_only=True))
+    monkeypatch.setattr(experiment, "_save", real_save)
+    resumed, _, _ = experiment.run_all(config, ctx("cut"))
+    assert resumed == whole
+
+
+@needs_mnist
 def test_ftml_meta_training_lowers_the_adapted_loss():
     train, test = data.load("train", SHARED_MNIST), data.load("test", SHARED_MNIST)
     tasks = rainbow.make_tasks(train, test, n_tasks=3, n_train=40, n_test=10, seed=0)

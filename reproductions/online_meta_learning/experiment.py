@@ -68,6 +68,9 @@ def run_kind(kind: str, methods: list[str], config: dict, tasks: list[rainbow.Ta
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         results, start, seconds = state["results"], state["next_task"], state["seconds"]
+    if ctx.eval_only and start < len(tasks):
+        raise ValueError(f"{path}: the run stopped after {start} of {len(tasks)} tasks; finish it with `repro run` "
+                         "before evaluating")
     past = [(t.x_train.to(device), t.y_train.to(device)) for t in tasks[:start]]
     bar = tqdm(range(start, len(tasks)), desc=f"{kind}", unit="task", initial=start, total=len(tasks),
                disable=not ctx.progress)
@@ -109,7 +112,7 @@ def run_all(config: dict, ctx: registry.RunContext) -> tuple[dict[str, list[dict
     seconds: dict[str, float] = {}
     for kind in dict.fromkeys(KIND[m] for m in config["methods"]):
         methods = [m for m in config["methods"] if KIND[m] == kind]
-        if ctx.eval_only and not _checkpoint_path(ctx, kind).exists():
+        if ctx.eval_only and (ctx.fresh or not _checkpoint_path(ctx, kind).exists()):
             raise ValueError(f"{_checkpoint_path(ctx, kind)}: no finished run to evaluate; run it first")
         by_method, secs = run_kind(kind, methods, config, tasks, ctx, device)
         results.update(by_method)
