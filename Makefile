@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test validate render check-render site bench clean-venv
+.PHONY: setup demo test validate render check-render site bench device-check clean-venv
 
 # Install once; the stamp is refreshed only when pyproject.toml changes, so `make test` twice does not reinstall.
 setup: $(STAMP)
@@ -46,6 +46,11 @@ site: setup
 
 bench: setup
 	$(BIN)/python benchmarks/catalog_scale.py
+
+# On an accelerator machine without our dependencies or network: the smoke suite on every device, and a report
+# (tests/device_check.py says how to prepare the wheels it installs from).
+device-check:
+	$(PYTHON) tests/device_check.py
 
 clean-venv:
 	rm -rf $(VENV)
