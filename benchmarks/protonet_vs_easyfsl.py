@@ -53,10 +53,31 @@ def ours(backbone: torch.nn.Module):
     return model, loss, correct
 
 
-def easyfsl(backbone: torch.nn.Module):
-    from easyfsl.methods import PrototypicalNetworks as Peer
+def easyfsl_protonet_class():
+    """easyfsl's own ``PrototypicalNetworks``. Its package ``easyfsl.methods`` imports every method, FEAT's ResNet
+    among them, and with it torchvision, whose compiled operators do not load with a CPU-only torch build
+    ("operator torchvision::nms does not exist"). The class itself needs only torch, so where that import fails we
+    load easyfsl's method modules without the package's ``__init__``: the code that runs is easyfsl's own."""
+    try:
+        from easyfsl.methods import PrototypicalNetworks
 
-    model = Peer(backbone)
+        return PrototypicalNetworks
+    except RuntimeError:
+        import importlib
+        import types
+
+        import easyfsl
+
+        for name in [n for n in sys.modules if n.startswith("easyfsl.methods")]:
+            del sys.modules[name]  # a half-imported package from the failed attempt
+        package = types.ModuleType("easyfsl.methods")
+        package.__path__ = [str(Path(easyfsl.__file__).parent / "methods")]
+        sys.modules["easyfsl.methods"] = package
+        return importlib.import_module("easyfsl.methods.prototypical_networks").PrototypicalNetworks
+
+
+def easyfsl(backbone: torch.nn.Module):
+    model = easyfsl_protonet_class()(backbone)
 
     def loss(ep: Episode) -> torch.Tensor:
         model.process_support_set(ep.support_x, ep.support_y)
