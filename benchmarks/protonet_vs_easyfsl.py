@@ -1,7 +1,7 @@
 """Time to accuracy: our Prototypical Networks against easyfsl's, side by side, on the standard Omniglot protocol.
 
 Both learners get the same 4-block backbone with the same initial weights, the same Adam optimiser, the same
-training episodes (60-way 1-shot, 5 queries per class, drawn once from one seeded sampler over the 1,200 training
+training episodes (``--train-way``-way 1-shot, 60 by default, 5 queries per class, drawn once from one seeded sampler over the 1,200 training
 characters x4 rotations) and are checked on the same fixed 5-way 1-shot test episodes every ``--check-every``
 training episodes. The clock counts training only (episode assembly, forward, backward, optimiser step), not the
 checks. A learner stops when its checked accuracy reaches ``--target`` (98% by default) or after ``--max-episodes``.
@@ -95,7 +95,7 @@ def assemble(pool, plan, n_way: int, k_shot: int) -> Episode:
     return Episode(pool.images[s_idx], torch.from_numpy(s_y), pool.images[q_idx], torch.from_numpy(q_y), n_way, k_shot)
 
 
-def race(name, build, init, pool, train_eps, test_eps, target, check_every) -> dict:
+def race(name, build, init, pool, train_eps, test_eps, target, check_every, train_way) -> dict:
     torch.manual_seed(0)
     model, loss_of, correct = build(copy.deepcopy(init))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -103,7 +103,7 @@ def race(name, build, init, pool, train_eps, test_eps, target, check_every) -> d
     bar = tqdm(train_eps, desc=name, unit="episode")
     for i, plan in enumerate(bar, 1):
         start = time.perf_counter()
-        ep = assemble(pool, plan, 60, 1)
+        ep = assemble(pool, plan, train_way, 1)
         model.train()
         optimizer.zero_grad(set_to_none=True)
         loss = loss_of(ep)
@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-episodes", type=int, default=3000)
     parser.add_argument("--check-every", type=int, default=100)
     parser.add_argument("--test-episodes", type=int, default=300)
+    parser.add_argument("--train-way", type=int, default=60, help="ways of the training episodes (1-shot, 5 queries)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "protonet_vs_easyfsl")
     args = parser.parse_args(argv)
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     torch.set_num_threads(args.threads)
     data = load_standard("vinyals_trainval", args.data_dir)
-    train_sampler = EpisodeSampler(data.train.labels, 60, 1, 5, np.random.default_rng(0))
+    train_sampler = EpisodeSampler(data.train.labels, args.train_way, 1, 5, np.random.default_rng(0))
     test_sampler = EpisodeSampler(data.test.labels, 5, 1, 15, np.random.default_rng(1))
     # The episodes are drawn once (as index arrays: 3,000 60-way episodes of images would not fit in memory) and
     # assembled in the timed loop, the same for both learners.
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     test_eps = [make_episode(data.test, test_sampler, "cpu") for _ in range(args.test_episodes)]
     torch.manual_seed(0)
     init = conv4(64)
-    runs = [race(name, build, init, data.train, train_eps, test_eps, args.target, args.check_every)
+    runs = [race(name, build, init, data.train, train_eps, test_eps, args.target, args.check_every, args.train_way)
             for name, build in [("ours", ours), ("easyfsl", easyfsl)]]
     a, b = (r["reached"] for r in runs)
     ratio = round(b["train_seconds"] / a["train_seconds"], 3) if a and b else None
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="minutes"),
         "hardware": hardware_description("cpu"), "threads": args.threads,
         "versions": {**library_versions(), "easyfsl": getattr(peer, "__version__", "1.5.0")},
-        "protocol": "standard Omniglot (1,200 training characters x4, 423 test); 60-way 1-shot training episodes with "
+        "protocol": f"standard Omniglot (1,200 training characters x4, 423 test); {args.train_way}-way 1-shot training episodes with "
                     f"5 queries per class; checked every {args.check_every} episodes on the same "
                     f"{args.test_episodes} 5-way 1-shot test episodes (15 queries per class)",
         "target_acc_pct": args.target, "runs": runs,
