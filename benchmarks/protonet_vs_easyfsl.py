@@ -1,10 +1,12 @@
 """Time to accuracy: our Prototypical Networks against easyfsl's, side by side, on the standard Omniglot protocol.
 
 Both learners get the same 4-block backbone with the same initial weights, the same Adam optimiser, the same
-training episodes (``--train-way``-way 1-shot, 60 by default, 5 queries per class, drawn once from one seeded sampler over the 1,200 training
-characters x4 rotations) and are checked on the same fixed 5-way 1-shot test episodes every ``--check-every``
-training episodes. The clock counts training only (episode assembly, forward, backward, optimiser step), not the
-checks. A learner stops when its checked accuracy reaches ``--target`` (98% by default) or after ``--max-episodes``.
+training episodes (``--train-way``-way 1-shot, 60 by default, 5 queries per class, drawn once from one seeded
+sampler over the 1,200 training characters x4 rotations) and are checked on the same fixed 5-way 1-shot test
+episodes every ``--check-every`` training episodes. The two train in lockstep, one episode each in turn, so that both
+meet the same machine load; the clock counts training only (forward, backward, optimiser step), not episode assembly
+or the checks. A learner stops when its checked accuracy reaches ``--target`` (98% by default) or after
+``--max-episodes``.
 
 What differs is only the implementation: ours is ``reproductions.prototypical_networks`` as the reproduction runs it
 (squared Euclidean distance, the backbone in channels_last on the CPU); easyfsl 1.5.0's ``PrototypicalNetworks``
@@ -95,33 +97,55 @@ def assemble(pool, plan, n_way: int, k_shot: int) -> Episode:
     return Episode(pool.images[s_idx], torch.from_numpy(s_y), pool.images[q_idx], torch.from_numpy(q_y), n_way, k_shot)
 
 
-def race(name, build, init, pool, train_eps, test_eps, target, check_every, train_way) -> dict:
-    torch.manual_seed(0)
-    model, loss_of, correct = build(copy.deepcopy(init))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    seconds, curve, reached = 0.0, [], None
-    bar = tqdm(train_eps, desc=name, unit="episode")
-    for i, plan in enumerate(bar, 1):
+class Learner:
+    """One implementation in the race: its model, optimiser, training clock and checks."""
+
+    def __init__(self, name: str, build, init: torch.nn.Module):
+        torch.manual_seed(0)
+        self.name = name
+        self.model, self.loss_of, self.correct = build(copy.deepcopy(init))
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.seconds, self.curve, self.reached = 0.0, [], None
+
+    def train_step(self, ep: Episode) -> None:
         start = time.perf_counter()
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loss_of(ep).backward()
+        self.optimizer.step()
+        self.seconds += time.perf_counter() - start
+
+    def check(self, episodes: int, test_eps: list[Episode], target: float) -> None:
+        self.model.eval()
+        with torch.no_grad():
+            acc = 100.0 * float(np.mean([self.correct(t) for t in test_eps]))
+        self.curve.append({"episodes": episodes, "train_seconds": round(self.seconds, 2), "test_acc_pct": round(acc, 2)})
+        if acc >= target and self.reached is None:
+            self.reached = self.curve[-1]
+
+    def result(self) -> dict:
+        done = self.curve[-1]["episodes"] if self.curve else 1
+        return {"name": self.name, "reached": self.reached, "curve": self.curve,
+                "seconds_per_episode": round(self.seconds / done, 4)}
+
+
+def race(learners: list[Learner], pool, train_eps, test_eps, target, check_every, train_way) -> list[dict]:
+    """Train the learners in lockstep, one episode each in turn, so that both meet the same machine load; a learner
+    stops once it reaches the target."""
+    bar = tqdm(train_eps, desc="race", unit="episode")
+    for i, plan in enumerate(bar, 1):
+        running = [lr for lr in learners if lr.reached is None]
+        if not running:
+            break
         ep = assemble(pool, plan, train_way, 1)
-        model.train()
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_of(ep)
-        loss.backward()
-        optimizer.step()
-        seconds += time.perf_counter() - start
+        for learner in running:
+            learner.train_step(ep)
+            if i % check_every == 0:
+                learner.check(i, test_eps, target)
         if i % check_every == 0:
-            model.eval()
-            with torch.no_grad():
-                acc = 100.0 * float(np.mean([correct(t) for t in test_eps]))
-            curve.append({"episodes": i, "train_seconds": round(seconds, 2), "test_acc_pct": round(acc, 2)})
-            bar.set_postfix(acc=f"{acc:.2f}", s=f"{seconds:.0f}")
-            if acc >= target:
-                reached = curve[-1]
-                break
+            bar.set_postfix({lr.name: lr.curve[-1]["test_acc_pct"] for lr in learners if lr.curve})
     bar.close()
-    return {"name": name, "reached": reached, "curve": curve,
-            "seconds_per_episode": round(seconds / max(1, curve[-1]["episodes"] if curve else 1), 4)}
+    return [lr.result() for lr in learners]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,14 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     data = load_standard("vinyals_trainval", args.data_dir)
     train_sampler = EpisodeSampler(data.train.labels, args.train_way, 1, 5, np.random.default_rng(0))
     test_sampler = EpisodeSampler(data.test.labels, 5, 1, 15, np.random.default_rng(1))
-    # The episodes are drawn once (as index arrays: 3,000 60-way episodes of images would not fit in memory) and
-    # assembled in the timed loop, the same for both learners.
+    # The episodes are drawn once, as index arrays (3,000 60-way episodes of images would not fit in memory).
     train_eps = [train_sampler.sample() for _ in range(args.max_episodes)]
     test_eps = [make_episode(data.test, test_sampler, "cpu") for _ in range(args.test_episodes)]
     torch.manual_seed(0)
     init = conv4(64)
-    runs = [race(name, build, init, data.train, train_eps, test_eps, args.target, args.check_every, args.train_way)
-            for name, build in [("ours", ours), ("easyfsl", easyfsl)]]
+    learners = [Learner("ours", ours, init), Learner("easyfsl", easyfsl, init)]
+    runs = race(learners, data.train, train_eps, test_eps, args.target, args.check_every, args.train_way)
     a, b = (r["reached"] for r in runs)
     ratio = round(b["train_seconds"] / a["train_seconds"], 3) if a and b else None
     import easyfsl as peer
