@@ -42,7 +42,7 @@ from reproductions.prototypical_networks.method import PrototypicalNetworks
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def ours(backbone: torch.nn.Module):
+def build_ours(backbone: torch.nn.Module):
     """(model, loss(episode), accuracy(episode)) of our implementation."""
     method, model = PrototypicalNetworks(), backbone.to(memory_format=torch.channels_last)
 
@@ -78,7 +78,7 @@ def easyfsl_protonet_class():
         return importlib.import_module("easyfsl.methods.prototypical_networks").PrototypicalNetworks
 
 
-def easyfsl(backbone: torch.nn.Module):
+def build_easyfsl(backbone: torch.nn.Module):
     model = easyfsl_protonet_class()(backbone)
 
     def loss(ep: Episode) -> torch.Tensor:
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     test_eps = [make_episode(data.test, test_sampler, "cpu") for _ in range(args.test_episodes)]
     torch.manual_seed(0)
     init = conv4(64)
-    learners = [Learner("ours", ours, init), Learner("easyfsl", easyfsl, init)]
+    learners = [Learner("ours", build_ours, init), Learner("easyfsl", build_easyfsl, init)]
     runs = race(learners, data.train, train_eps, test_eps, args.target, args.check_every, args.train_way)
     a, b = (r["reached"] for r in runs)
     ratio = round(b["train_seconds"] / a["train_seconds"], 3) if a and b else None
