@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from reproductions.core.recording import git_commit, hardware_description, library_versions
 from reproductions.core.tasks import EpisodeSampler
+from reproductions.datasets.omniglot import OmniglotDataError
 from reproductions.datasets.omniglot_benchmark import Episode, conv4, make_episode
 from reproductions.datasets.omniglot_standard import load_standard
 from reproductions.prototypical_networks.method import PrototypicalNetworks
@@ -165,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         print("error: easyfsl is not installed: pip install easyfsl==1.5.0 torchvision==0.28.0", file=sys.stderr)
         return 1
     torch.set_num_threads(args.threads)
-    data = load_standard("vinyals_trainval", args.data_dir)
+    try:
+        data = load_standard("vinyals_trainval", args.data_dir)
+    except OmniglotDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     train_sampler = EpisodeSampler(data.train.labels, args.train_way, 1, 5, np.random.default_rng(0))
     test_sampler = EpisodeSampler(data.test.labels, 5, 1, 15, np.random.default_rng(1))
     # The episodes are drawn once, as index arrays (3,000 60-way episodes of images would not fit in memory).
