@@ -56,3 +56,17 @@ def tree(tmp_path: Path) -> CatalogTree:
     root = tmp_path / "atlas"
     shutil.copytree(FIXTURE_CATALOG, root)
     return CatalogTree(root)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_cache(tmp_path_factory):
+    """Decoded Omniglot images go to a cache of this test session, never to the user's cache folder."""
+    import os
+
+    previous = os.environ.get("MLATLAS_CACHE_DIR")
+    os.environ["MLATLAS_CACHE_DIR"] = str(tmp_path_factory.mktemp("mlatlas-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("MLATLAS_CACHE_DIR", None)
+    else:
+        os.environ["MLATLAS_CACHE_DIR"] = previous

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from _data import OMNIGLOT
 from mlatlas.records import load_records
 from reproductions.core import registry
 from reproductions.datasets.omniglot_benchmark import Episode
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot"
 ARCHIVES = ["images_background_small1.zip", "images_background_small2.zip", "all_runs.zip"]
 needs_data = pytest.mark.skipif(
-    not all((SHARED / a).exists() for a in ARCHIVES), reason=f"Omniglot archives absent from {SHARED}"
+    not all((OMNIGLOT / a).exists() for a in ARCHIVES), reason=f"Omniglot archives absent from {OMNIGLOT}"
 )
 METHODS = ["prototypical_networks", "matching_networks", "relation_network", "siamese", "omniglot_maml"]
 
@@ -40,7 +40,7 @@ DEVICES = [_device_param(d) for d in ("cpu", "cuda", "mps")]
 def data_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("omniglot")
     for name in ARCHIVES:
-        shutil.copy(SHARED / name, folder / name)
+        shutil.copy(OMNIGLOT / name, folder / name)
     return folder
 
 

@@ -14,22 +14,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _data import OMNIGLOT
 from _omniglot_server import OmniglotTestServer
 from reproductions.datasets import omniglot as og
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot"
 SMALL1 = "images_background_small1.zip"
 NEEDED = [SMALL1, "all_runs.zip"]
 
 pytestmark = pytest.mark.skipif(
-    not all((SHARED / n).exists() for n in NEEDED),
-    reason=f"the official Omniglot archives are not in {SHARED} (../shared/data/omniglot)",
+    not all((OMNIGLOT / n).exists() for n in NEEDED),
+    reason=f"the official Omniglot archives are not in {OMNIGLOT} (../shared/data/omniglot)",
 )
 
 
 @pytest.fixture(scope="module")
 def files() -> dict[str, bytes]:
-    return {n: (SHARED / n).read_bytes() for n in NEEDED}
+    return {n: (OMNIGLOT / n).read_bytes() for n in NEEDED}
 
 
 @pytest.fixture
@@ -43,14 +43,13 @@ def fetch(name, data_dir, base, **kw):
                             timeout=10, progress=False, **kw)
 
 
-def test_download_verify_extract_and_load(server, tmp_path, files):
+def test_download_verify_and_decode(server, tmp_path, files):
     path = fetch(SMALL1, tmp_path, server.base("good"))
     assert path == tmp_path / SMALL1 and path.read_bytes() == files[SMALL1]
     # The request went to the official repository layout under the base URL.
     assert server.log == [("/good/python/images_background_small1.zip", None)]
-    recorded = json.loads((tmp_path / og.CHECKSUM_FILE).read_text())
-    assert recorded[SMALL1] == og.ARCHIVES[SMALL1].sha256
-    chars = og.load_character_set(og.extract_archive(path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [SMALL1]  # pinned: nothing else is written there
+    chars = og.read_character_set(path)
     assert chars.images.shape == (136, 20, 28, 28) and chars.images.dtype == np.float32
     assert chars.alphabets == ["Balinese", "Early_Aramaic", "Greek", "Korean", "Latin"]
     # ink = 1 on a white page: a small minority of pixels are inked
@@ -103,14 +102,14 @@ def test_missing_file_is_a_clear_error(server, tmp_path):
 
 
 def test_archive_already_on_disk_is_used_without_network(tmp_path):
-    shutil.copy(SHARED / SMALL1, tmp_path / SMALL1)
+    shutil.copy(OMNIGLOT / SMALL1, tmp_path / SMALL1)
     # Port 9 on 127.0.0.1 (discard) has no server: any request would fail.
     path = fetch(SMALL1, tmp_path, "http://127.0.0.1:9")
     assert path == tmp_path / SMALL1
 
 
 def test_corrupt_archive_on_disk_fails_with_message_and_cli_exit_code(tmp_path, capsys):
-    data = bytearray((SHARED / SMALL1).read_bytes())
+    data = bytearray((OMNIGLOT / SMALL1).read_bytes())
     data[1000] ^= 0xFF
     (tmp_path / SMALL1).write_bytes(bytes(data))
     with pytest.raises(og.OmniglotDataError, match=f"{SMALL1}: SHA-256 .* does not match the pinned"):
@@ -123,7 +122,7 @@ def test_corrupt_archive_on_disk_fails_with_message_and_cli_exit_code(tmp_path, 
 
 def test_full_archives_are_checked_against_published_checksums(tmp_path, monkeypatch):
     # A valid zip under the name of the full background set fails: its size is pinned ...
-    shutil.copy(SHARED / SMALL1, tmp_path / "images_background.zip")
+    shutil.copy(OMNIGLOT / SMALL1, tmp_path / "images_background.zip")
     with pytest.raises(og.OmniglotDataError, match="1,319,022 bytes where the official file has 9,464,212"):
         fetch("images_background.zip", tmp_path, "http://127.0.0.1:9")
     # ... and so are its SHA-256 and MD5 (checked here with the size pin lifted).
@@ -138,7 +137,7 @@ def test_full_archives_are_checked_against_published_checksums(tmp_path, monkeyp
 
 def test_pinned_small_archives_match_the_shared_copies():
     for name in NEEDED:
-        data = (SHARED / name).read_bytes()
+        data = (OMNIGLOT / name).read_bytes()
         assert len(data) == og.ARCHIVES[name].size
         assert hashlib.sha256(data).hexdigest() == og.ARCHIVES[name].sha256
 
@@ -149,7 +148,7 @@ def test_unpinned_archive_is_recorded_on_first_use_and_checked_after(server, tmp
     observed = hashlib.sha256(files[SMALL1]).hexdigest()
     assert json.loads((tmp_path / og.CHECKSUM_FILE).read_text())[SMALL1] == observed
     # Swap in a different, structurally valid zip: the recorded checksum catches it.
-    shutil.copy(SHARED / "all_runs.zip", path)
+    shutil.copy(OMNIGLOT / "all_runs.zip", path)
     with pytest.raises(og.OmniglotDataError, match="differs from .* recorded"):
         fetch(SMALL1, tmp_path, server.base("good"))
 
@@ -180,10 +179,10 @@ def _zip_with(tmp_path: Path, name: str, *, symlink: bool = False) -> Path:
     ("/tmp/escaped.txt", False, "absolute path"),
     ("evil/link", True, "symbolic link"),
 ])
-def test_extraction_refuses_path_escapes(tmp_path, member, symlink, why):
+def test_archives_with_escaping_members_are_refused(tmp_path, member, symlink, why):
     archive = _zip_with(tmp_path, member, symlink=symlink)
     with pytest.raises(og.OmniglotDataError, match=why):
-        og.extract_archive(archive)
+        og.read_character_set(archive)
     assert not (tmp_path / "escaped.txt").exists()
     assert sorted(p.name for p in archive.parent.iterdir()) == ["evil.zip"]  # nothing half-written
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from _data import OMNIGLOT
 from reproductions.datasets.omniglot_runs import (
     MHD_PUBLISHED_ERROR,
     mhd_predict,
@@ -15,7 +14,7 @@ from reproductions.datasets.omniglot_runs import (
     run_errors,
 )
 
-RUNS = Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot" / "all_runs.zip"
+RUNS = OMNIGLOT / "all_runs.zip"
 needs_runs = pytest.mark.skipif(not RUNS.exists(), reason=f"{RUNS} (../shared/data/omniglot) is absent")
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from _data import OMNIGLOT
 from mlatlas.cli import main
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot"
 ARCHIVES = ["images_background_small1.zip", "images_background_small2.zip", "all_runs.zip"]
 
 
@@ -21,14 +21,14 @@ def offline(monkeypatch, tmp_path):
 
 
 needs_archives = pytest.mark.skipif(
-    not all((SHARED / a).exists() for a in ARCHIVES), reason=f"Omniglot archives absent from {SHARED}"
+    not all((OMNIGLOT / a).exists() for a in ARCHIVES), reason=f"Omniglot archives absent from {OMNIGLOT}"
 )
 
 
 def _archives_in(folder: Path) -> Path:
     folder.mkdir()
     for name in ARCHIVES:
-        shutil.copy(SHARED / name, folder / name)
+        shutil.copy(OMNIGLOT / name, folder / name)
     return folder
 
 
@@ -39,7 +39,7 @@ def test_run_and_eval_read_archives_from_the_data_dir(offline, tmp_path, capsys)
     assert main(["repro", "run", "prototypical_networks", *common]) == 0
     trained = capsys.readouterr().out
     assert "small1_runs_error_pct:" in trained
-    assert (data / "images_background_small1").is_dir()  # extracted next to the archives it was given
+    assert sorted(p.name for p in data.iterdir()) == sorted(ARCHIVES)  # nothing extracted there
     assert not (tmp_path / "empty-env-folder").exists()
     assert main(["repro", "eval", "prototypical_networks", *common]) == 0
     assert capsys.readouterr().out.splitlines()[-3:] == trained.splitlines()[-3:]  # same checkpoint, same numbers

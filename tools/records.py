@@ -19,10 +19,11 @@ from mlatlas.problems import Problem
 from mlatlas.readers import read_model
 
 
+ProtocolKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)]
 ProtocolValue = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)] | int | float | bool
-Protocol = dict[Slug, ProtocolValue]
-"""How a number was measured, as named facts: e.g. ``{data: "Omniglot, Vinyals split", train: "60-way 1-shot",
-test: "5-way 1-shot", test_episodes: 1000, budget: "..."}``. A verdict compares each fact the paper states with
+Protocol = dict[ProtocolKey, ProtocolValue]
+"""How a number was measured, as named facts: e.g. ``{train_characters: 1200, train_way: 60, train_shot: 1,
+test_way: 5, test_shot: 1, test_episodes: 1000, train_updates: 60000}``. A verdict compares each fact the paper states with
 ours (see :func:`verdict`); facts the paper does not state are not compared."""
 
 

@@ -104,10 +104,13 @@ def load_config(repro: Reproduction, config: str | None) -> tuple[str, dict]:
     if not isinstance(data, dict):
         raise RegistryError(f"{path}: a config is a mapping of settings")
     parent = data.pop("extends", None)
-    if parent is not None:  # start from the named config of the same reproduction, then apply this file
-        if parent == path.stem:
+    if parent is not None:  # start from the named config of the same reproduction (or a file), then apply this one
+        parent = str(parent)
+        if parent.endswith((".yaml", ".yml")):  # a file, relative to this config: a base shared by reproductions
+            parent = str((path.parent / parent).resolve())
+        if Path(parent).stem == path.stem and Path(parent).resolve().parent == path.resolve().parent:
             raise RegistryError(f"{path}: a config cannot extend itself")
-        data = _merged(load_config(repro, str(parent))[1], data)
+        data = _merged(load_config(repro, parent)[1], data)
     return path.stem, data
 
 

@@ -1,4 +1,4 @@
-"""Omniglot (Lake, Salakhutdinov & Tenenbaum 2015): download, verify, cache, extract and load.
+"""Omniglot (Lake, Salakhutdinov & Tenenbaum 2015): download, verify, decode and cache.
 
 The archives come from the official repository (github.com/brendenlake/omniglot, folder ``python/``).
 Where they are kept, in order of precedence:
@@ -12,10 +12,19 @@ Where they are kept, in order of precedence:
 Checksums (table :data:`ARCHIVES`). The four image archives are pinned by size and SHA-256 as published in
 TensorFlow Datasets' checksum list for Omniglot (our own copies of the two small sets match it); the two full
 archives are also pinned by the MD5 sums of torchvision's ``Omniglot`` class. ``all_runs.zip`` appears in neither
-list: it is pinned by the SHA-256 we measured on a copy of the official file. On first use the observed SHA-256 of
-every archive is also written to ``checksums.json`` in the data folder, and later uses must match it (trust on
-first use, which is all that protects an archive whose table entry has no checksum); every archive must pass a
-zip integrity test. A mismatch is an error that names the file and what to do.
+list: it is pinned by the SHA-256 we measured on a copy of the official file. An archive with no pinned value
+(none today) has its SHA-256 written to ``checksums.json`` in the data folder on first use, and later uses must
+match it (trust on first use); nothing else is ever written beside the archives. Every archive must pass a zip
+integrity test. A mismatch is an error that names the file and what to do.
+
+The two full archives may also be a *repack* of the official images (other zip bytes, same images): such an
+archive is accepted when its **content digest** matches the pinned one, the SHA-256 of the text made of one line
+``<member path>\t<sha256 of the member's bytes>\n`` per ``.png`` member, lines sorted by member path.
+
+Archives are never extracted beside themselves (their folder may be read-only): images are decoded straight from
+the zip, and the decoded 28x28 arrays are cached under ``$MLATLAS_CACHE_DIR/omniglot`` (else the platform's user
+cache folder, e.g. ``~/.cache/mlatlas/omniglot``), keyed by the archive's SHA-256; an unwritable cache only means
+no caching.
 
 Downloads go through ``requests``, stream to ``<name>.part``, retry with exponential back-off and resume
 from where they stopped with an HTTP ``Range`` request. The base URL can be changed with ``--base-url``
@@ -26,13 +35,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import os
-import shutil
 import stat
 import tempfile
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -45,6 +55,7 @@ from tqdm import tqdm
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master"
 BASE_URL_ENV = "MLATLAS_OMNIGLOT_URL"
 DATA_DIR_ENV = "MLATLAS_DATA_DIR"
+CACHE_DIR_ENV = "MLATLAS_CACHE_DIR"
 CHECKSUM_FILE = "checksums.json"
 IMAGE_SIZE = 28  # the resolution used by Vinyals et al. 2016 and most later few-shot work
 
@@ -61,11 +72,7 @@ class Archive:
     sha256: str | None = None  # pinned SHA-256, when known
     md5: str | None = None  # pinned MD5, when published
     pin_source: str = ""  # where the pinned values come from
-
-    @property
-    def folder(self) -> str:
-        """Top-level folder inside the archive (and name of the extracted folder)."""
-        return self.name.removesuffix(".zip")
+    content_digest: str | None = None  # pinned digest of the images, for repacks (see the module docstring)
 
 
 ARCHIVES: dict[str, Archive] = {
@@ -78,6 +85,7 @@ ARCHIVES: dict[str, Archive] = {
             sha256="ad41ab679c8b5d90b271ef46be6987cc81211774a695c29dcc5367b2b26ee640",
             md5="68d2efa1b9178cc56df9314c21c6e718",
             pin_source="size and SHA-256: TensorFlow Datasets url_checksums/omniglot.txt; MD5: torchvision",
+            content_digest="75288906d655255988a488b7e81923d9c2194356d17b82642d9c51b19bd58594",
         ),
         Archive(
             "images_evaluation.zip",
@@ -86,6 +94,7 @@ ARCHIVES: dict[str, Archive] = {
             sha256="1f61a8f3366785b057fc117d9228e78a16e3d976c8953b2a10fcc74cf0609cee",
             md5="6b91aef0f799c5bb55b94e3f2daec811",
             pin_source="size and SHA-256: TensorFlow Datasets url_checksums/omniglot.txt; MD5: torchvision",
+            content_digest="8e90acd002099b58eaaf049e5d5d404f36553a151330c05a2c9c30cde54f4d42",
         ),
         Archive(
             "images_background_small1.zip",
@@ -127,6 +136,13 @@ def resolve_data_dir(flag: str | os.PathLike | None = None) -> Path:
     return Path(platformdirs.user_data_dir("mlatlas", appauthor=False)) / "omniglot"
 
 
+def resolve_cache_dir() -> Path:
+    """Where decoded images are cached: $MLATLAS_CACHE_DIR/omniglot, else the user cache folder."""
+    env = os.environ.get(CACHE_DIR_ENV)
+    base = Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("mlatlas", appauthor=False))
+    return base / "omniglot"
+
+
 def resolve_base_url(flag: str | None = None) -> str:
     return (flag or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
 
@@ -161,46 +177,72 @@ def _record(data_dir: Path, name: str, sha256: str) -> None:
     if recorded.get(name) == sha256:
         return
     recorded[name] = sha256
-    _atomic_write_text(data_dir / CHECKSUM_FILE, json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+    try:
+        _atomic_write_text(data_dir / CHECKSUM_FILE, json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+    except OSError:  # a read-only folder of archives: the pinned checksums still protect them
+        pass
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def content_digest(path: Path) -> str:
+    """SHA-256 of ``<member>\t<sha256 of its bytes>\n`` over the archive's ``.png`` members, sorted by path."""
+    with zipfile.ZipFile(path) as zf:
+        lines = sorted(f"{info.filename}\t{hashlib.sha256(zf.read(info)).hexdigest()}\n"
+                       for info in zf.infolist() if info.filename.endswith(".png"))
+    return hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
 
 
 def verify_archive(path: Path, archive: Archive, data_dir: Path) -> str:
     """Check ``path`` against the pinned and recorded checksums and the zip structure; return its SHA-256.
 
-    Raises :class:`OmniglotDataError` naming the file, the expected and observed values and the remedy.
+    An archive whose bytes are not the official file's is still accepted when the archive pins a content digest
+    and its images match it (a repack). Raises :class:`OmniglotDataError` naming the file, the expected and
+    observed values and the remedy.
     """
     size = path.stat().st_size
     hint = "The file is corrupt or truncated; delete it and run again to download a fresh copy."
-    if archive.size is not None and size != archive.size:
-        raise OmniglotDataError(f"{path}: {size:,} bytes where the official file has {archive.size:,}. {hint}")
     sha256, md5 = _digests(path)
-    if archive.sha256 and sha256 != archive.sha256:
-        raise OmniglotDataError(
-            f"{path}: SHA-256 {sha256} ({size:,} bytes) does not match the pinned {archive.sha256}. {hint}"
-        )
-    if archive.md5 and md5 != archive.md5:
-        raise OmniglotDataError(f"{path}: MD5 {md5} ({size:,} bytes) does not match the pinned {archive.md5}. {hint}")
+    mismatch = None
+    if archive.size is not None and size != archive.size:
+        mismatch = f"{size:,} bytes where the official file has {archive.size:,}"
+    elif archive.sha256 and sha256 != archive.sha256:
+        mismatch = f"SHA-256 {sha256} ({size:,} bytes) does not match the pinned {archive.sha256}"
+    elif archive.md5 and md5 != archive.md5:
+        mismatch = f"MD5 {md5} ({size:,} bytes) does not match the pinned {archive.md5}"
+    try:
+        if mismatch and archive.content_digest is None:
+            raise OmniglotDataError(f"{path}: {mismatch}. {hint}")
+        if mismatch:
+            digest = content_digest(path)
+            if digest != archive.content_digest:
+                raise OmniglotDataError(
+                    f"{path}: neither the official file ({mismatch}) nor a repack of its images (content digest "
+                    f"{digest} where the official images give {archive.content_digest}). {hint}"
+                )
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise OmniglotDataError(f"{path}: not a readable zip archive ({exc}). {hint}") from exc
+    if bad is not None:
+        raise OmniglotDataError(f"{path}: member {bad!r} fails its CRC check. {hint}")
     recorded = _read_recorded(data_dir).get(archive.name)
     if recorded and recorded != sha256:
         raise OmniglotDataError(
             f"{path}: SHA-256 {sha256} differs from {recorded}, recorded in {data_dir / CHECKSUM_FILE} "
             f"when this archive was first verified. {hint}"
         )
-    try:
-        with zipfile.ZipFile(path) as zf:
-            bad = zf.testzip()
-    except zipfile.BadZipFile as exc:
-        raise OmniglotDataError(f"{path}: not a readable zip archive ({exc}). {hint}") from exc
-    if bad is not None:
-        raise OmniglotDataError(f"{path}: member {bad!r} fails its CRC check. {hint}")
-    _record(data_dir, archive.name, sha256)
+    if not (archive.sha256 or archive.content_digest):  # nothing pinned: trust on first use, check ever after
+        _record(data_dir, archive.name, sha256)
     return sha256
 
 
@@ -273,11 +315,15 @@ def fetch_archive(name: str, data_dir: str | os.PathLike | None = None, *, base_
         raise OmniglotDataError(f"unknown Omniglot archive {name!r}; known: {', '.join(ARCHIVES)}")
     archive = ARCHIVES[name]
     folder = resolve_data_dir(data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     if path.exists():
         verify_archive(path, archive, folder)
         return path
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OmniglotDataError(f"{folder}: cannot create the data folder to download {name} into ({exc}); "
+                                f"pass --data-dir FOLDER where the archives are, or a writable one") from exc
     url = f"{resolve_base_url(base_url)}/{archive.repo_path}"
     part = folder / (name + ".part")
     _download(url, part, session=session or requests.Session(), retries=retries, timeout=timeout,
@@ -292,11 +338,12 @@ def fetch_archive(name: str, data_dir: str | os.PathLike | None = None, *, base_
 
 
 # --------------------------------------------------------------------------------------------------
-# Safe extraction
+# Images, decoded straight from the archive
 # --------------------------------------------------------------------------------------------------
 
 
 def _check_member(info: zipfile.ZipInfo, archive_path: Path) -> None:
+    """Refuse an archive with members that would escape a folder if extracted: such an archive is not Omniglot."""
     name = info.filename
     pure = PurePosixPath(name.replace("\\", "/"))
     mode = info.external_attr >> 16
@@ -308,50 +355,7 @@ def _check_member(info: zipfile.ZipInfo, archive_path: Path) -> None:
     elif stat.S_ISLNK(mode):
         problem = "is a symbolic link"
     if problem:
-        raise OmniglotDataError(f"{archive_path}: member {name!r} {problem}; refusing to extract this archive")
-
-
-def extract_archive(archive_path: Path, dest_root: Path | None = None) -> Path:
-    """Extract a verified archive next to it (or under ``dest_root``); return the top-level folder.
-
-    Every member is checked first: absolute paths, ``..`` and symbolic links are refused, so nothing can
-    land outside the target. Extraction goes to a temporary folder that is renamed into place when complete.
-    """
-    dest_root = Path(dest_root or archive_path.parent)
-    target = dest_root / archive_path.name.removesuffix(".zip")
-    if (target / ".complete").exists():
-        return target
-    with zipfile.ZipFile(archive_path) as zf:
-        members = zf.infolist()
-        for info in members:
-            _check_member(info, archive_path)
-        tmp = Path(tempfile.mkdtemp(dir=dest_root, prefix=f".{target.name}."))
-        try:
-            root = tmp.resolve()
-            for info in members:
-                out = (root / info.filename).resolve()
-                if root not in out.parents and out != root:  # belt and braces after _check_member
-                    raise OmniglotDataError(f"{archive_path}: member {info.filename!r} escapes the target folder")
-                zf.extract(info, root)
-            inner = root / target.name
-            source = inner if inner.is_dir() else root
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(source, target)
-            (target / ".complete").write_text("extracted\n", encoding="utf-8")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def prepare(name: str, data_dir: str | os.PathLike | None = None, **fetch_kwargs) -> Path:
-    """Fetch (if needed), verify and extract archive ``name``; return the extracted folder."""
-    return extract_archive(fetch_archive(name, data_dir, **fetch_kwargs))
-
-
-# --------------------------------------------------------------------------------------------------
-# Images
-# --------------------------------------------------------------------------------------------------
+        raise OmniglotDataError(f"{archive_path}: member {name!r} {problem}; refusing to read this archive")
 
 
 def load_image(source, size: int | None = IMAGE_SIZE) -> np.ndarray:
@@ -383,33 +387,67 @@ class CharacterSet:
         return len(self.names)
 
 
-def load_character_set(folder: Path, size: int = IMAGE_SIZE) -> CharacterSet:
-    """Load every ``Alphabet/characterNN/*.png`` under an extracted Omniglot images folder (cached per process:
-    treat the returned arrays as read-only)."""
-    return _load_character_set(Path(folder).resolve(), size)
-
-
-@functools.lru_cache(maxsize=4)
-def _load_character_set(folder: Path, size: int) -> CharacterSet:
-    char_dirs = sorted(p for p in folder.glob("*/*") if p.is_dir())
-    if not char_dirs:
-        raise OmniglotDataError(f"{folder}: no Alphabet/character folders found; is this an Omniglot images folder?")
-    stacks, names, counts = [], [], set()
-    for cdir in tqdm(char_dirs, desc=f"loading {folder.name}", unit="char", leave=False):
-        files = sorted(cdir.glob("*.png"))
-        counts.add(len(files))
-        stacks.append(np.stack([load_image(f, size) for f in files]))
-        names.append(f"{cdir.parent.name}/{cdir.name}")
-    if len(counts) != 1:
-        raise OmniglotDataError(f"{folder}: characters have differing numbers of drawings {sorted(counts)}")
+def read_character_set(archive_path: Path, size: int = IMAGE_SIZE) -> CharacterSet:
+    """Decode every ``<top>/Alphabet/characterNN/*.png`` member of an images archive (nothing is written)."""
+    try:
+        with zipfile.ZipFile(archive_path) as zf:
+            members = zf.infolist()
+            for info in members:
+                _check_member(info, archive_path)
+            by_char: dict[str, list[zipfile.ZipInfo]] = {}
+            for info in members:
+                parts = PurePosixPath(info.filename).parts
+                if info.filename.endswith(".png") and len(parts) >= 3:
+                    by_char.setdefault(f"{parts[-3]}/{parts[-2]}", []).append(info)
+            if not by_char:
+                raise OmniglotDataError(f"{archive_path}: no Alphabet/character/*.png members; is this an Omniglot "
+                                        f"images archive?")
+            names = sorted(by_char)
+            counts = {len(by_char[n]) for n in names}
+            if len(counts) != 1:
+                raise OmniglotDataError(f"{archive_path}: characters have differing numbers of drawings "
+                                        f"{sorted(counts)}")
+            stacks = []
+            for name in tqdm(names, desc=f"decoding {archive_path.name}", unit="char", leave=False):
+                infos = sorted(by_char[name], key=lambda i: i.filename)
+                stacks.append(np.stack([load_image(io.BytesIO(zf.read(i)), size) for i in infos]))
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise OmniglotDataError(f"{archive_path}: cannot read the images ({exc}); delete the file and run again "
+                                f"to download a fresh copy") from exc
     return CharacterSet(np.stack(stacks), names)
 
 
+@functools.lru_cache(maxsize=4)
+def _cached_character_set(archive_path: Path, sha256: str, size: int) -> CharacterSet:
+    """Decoded images of a verified archive, from the on-disk cache when it has them (keyed by the archive's
+    SHA-256, so a changed archive is decoded anew). Treat the arrays as read-only."""
+    cache = resolve_cache_dir() / f"{archive_path.name.removesuffix('.zip')}-{sha256[:16]}-{size}px.npz"
+    try:
+        with np.load(cache, allow_pickle=False) as npz:
+            return CharacterSet(npz["images"], [str(n) for n in npz["names"]])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass  # absent or unreadable: decode again
+    chars = read_character_set(archive_path, size)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=f".{cache.name}.", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, images=chars.images, names=np.array(chars.names))
+            os.replace(tmp, cache)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    except OSError:
+        pass  # an unwritable cache only costs decoding again next time
+    return chars
+
+
 def load_images(name: str, data_dir=None, size: int = IMAGE_SIZE, **fetch_kwargs) -> CharacterSet:
-    """Fetch, verify, extract and load one images archive (e.g. ``images_background_small1.zip``)."""
+    """Fetch (if needed), verify and decode one images archive (e.g. ``images_background_small1.zip``)."""
     if not name.startswith("images_"):
         raise OmniglotDataError(f"{name} is not an images archive")
-    return load_character_set(prepare(name, data_dir, **fetch_kwargs), size)
+    path = fetch_archive(name, data_dir, **fetch_kwargs)
+    return _cached_character_set(path.resolve(), _digests(path)[0], size)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m reproductions.datasets.omniglot",
-        description="Download, verify and extract the Omniglot archives into the data folder.",
+        description="Download and verify the Omniglot archives in the data folder.",
     )
     parser.add_argument("archives", nargs="*", default=list(ARCHIVES), metavar="ARCHIVE",
                         help=f"archives to fetch (default: all of {', '.join(ARCHIVES)})")
@@ -427,8 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         for name in args.archives:
-            folder = prepare(name, args.data_dir, base_url=args.base_url)
-            print(f"{name}: ok -> {folder}")
+            path = fetch_archive(name, args.data_dir, base_url=args.base_url)
+            print(f"{name}: ok -> {path}")
     except OmniglotDataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -78,21 +78,25 @@ class EpisodicMethod(Protocol):
 # --------------------------------------------------------------------------------------------------
 
 
-def conv_block(cin: int, cout: int, pool: bool = True, padding: int = 1, batch_stats: bool = False) -> nn.Sequential:
+def conv_block(cin: int, cout: int, pool: bool = True, padding: int = 1, batch_stats: bool = False,
+               stride: int = 1) -> nn.Sequential:
     """3x3 conv, batch norm, ReLU and (``pool``) 2x2 max-pool. ``batch_stats`` makes batch norm always normalise
     with the statistics of the current batch (MAML's convention); otherwise it keeps running averages for eval."""
     norm = nn.BatchNorm2d(cout, track_running_stats=not batch_stats)
-    layers = [nn.Conv2d(cin, cout, 3, padding=padding), norm, nn.ReLU()]
+    layers = [nn.Conv2d(cin, cout, 3, stride=stride, padding=padding), norm, nn.ReLU()]
     if pool:
         layers.append(nn.MaxPool2d(2))
     return nn.Sequential(*layers)
 
 
-def conv4(channels: int = 64, batch_stats: bool = False) -> nn.Sequential:
+def conv4(channels: int = 64, batch_stats: bool = False, strided: bool = False) -> nn.Sequential:
     """The 4-block embedding of Vinyals et al. and Snell et al.: 3x3 conv, batch norm, ReLU, 2x2 max-pool;
-    28x28 input -> ``channels`` features."""
-    blocks = [conv_block(1 if i == 0 else channels, channels, batch_stats=batch_stats) for i in range(4)]
-    return nn.Sequential(*blocks, nn.Flatten())
+    28x28 input -> ``channels`` features. ``strided``: MAML's Omniglot variant, stride-2 convolutions instead of
+    max-pooling (Finn et al. 2017, Appendix A.1), the final 2x2 maps averaged (as the authors' code does)."""
+    blocks = [conv_block(1 if i == 0 else channels, channels, pool=not strided, batch_stats=batch_stats,
+                         stride=2 if strided else 1) for i in range(4)]
+    tail = [nn.AdaptiveAvgPool2d(1)] if strided else []
+    return nn.Sequential(*blocks, *tail, nn.Flatten())
 
 
 def class_means(features: Tensor, labels: Tensor, n_way: int) -> Tensor:
@@ -215,11 +219,17 @@ def _data_dir(config: dict, ctx: registry.RunContext):
     return getattr(ctx, "data_dir", None) or config["data"].get("data_dir")
 
 
-def train_one(method: EpisodicMethod, name: str, config: dict, ctx: registry.RunContext, background: str, device,
-              train_pool: Pool, runs: list[OneShotRun]) -> tuple[nn.Module, training.LoopState]:
+def train_one(method: EpisodicMethod, name: str, config: dict, ctx: registry.RunContext, tag: str, device,
+              train_pool: Pool, evaluate: Callable[[nn.Module], dict[str, float]],
+              prepare: Callable[[nn.Module], nn.Module] | None = None) -> tuple[nn.Module, training.LoopState]:
+    """Train ``method`` on episodes of ``train_pool``, checkpointing to ``<work>/<name>/<config>/<tag>.pt``;
+    ``evaluate(model)`` gives the learning curve's evaluation columns, ``prepare`` adapts the fresh model (layout).
+    ``train.iterations`` is left out of the fingerprint, so a finished run can be continued with a larger budget."""
     tr = config["train"]
     rng = seed_everything(config["seed"])
     model = method.build(config).to(device)
+    if prepare is not None:
+        model = prepare(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=tr["lr"])
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, tr["lr_decay_every"], tr["lr_decay"])
     sampler = EpisodeSampler(train_pool.labels, tr["n_way"], tr["k_shot"], tr["n_query"], rng)
@@ -240,28 +250,35 @@ def train_one(method: EpisodicMethod, name: str, config: dict, ctx: registry.Run
             total += float(loss.detach())
         return total
 
-    def evaluate() -> dict[str, float]:
-        # Learning curve only: the runs are never used to choose a checkpoint or a setting.
-        return {"runs_error_pct": float(np.mean(runs_error(method, model, runs, device)))}
-
-    # Evaluation and record settings may change without invalidating a trained checkpoint.
-    fp = registry.fingerprint({k: v for k, v in config.items() if k in ("seed", "method", "train")})
-    ckpt = Path(ctx.work_dir) / name / ctx.config_name / f"{background}.pt"
+    # Evaluation and record settings, and the number of iterations, may change without invalidating a checkpoint.
+    fp = registry.fingerprint({"seed": config["seed"], "method": config["method"],
+                               "train": {k: v for k, v in tr.items() if k != "iterations"}})
+    ckpt = Path(ctx.work_dir) / name / ctx.config_name / f"{tag}.pt"
     if ctx.fresh and ckpt.exists():
         ckpt.unlink()
     if ctx.eval_only and not ckpt.exists():
         raise ValueError(f"no checkpoint at {ckpt}; train first with `mlatlas repro run`")
     state = training.meta_train(
-        model, optimizer, step, rng, 0 if ctx.eval_only else tr["iterations"], evaluate=evaluate,
+        model, optimizer, step, rng, 0 if ctx.eval_only else tr["iterations"], evaluate=lambda: evaluate(model),
         eval_every=tr["eval_every"], scheduler=scheduler, checkpoint=ckpt, checkpoint_every=tr["checkpoint_every"],
-        fingerprint=fp, progress=ctx.progress, description=f"{name} {background}",
+        fingerprint=fp, progress=ctx.progress, description=f"{name} {tag}",
     )
     return model, state
 
 
 def reproduction(name: str, paper: str, summary: str, method: EpisodicMethod) -> registry.Reproduction:
     """The registry entry of an Omniglot reproduction of ``method``."""
-    return registry.Reproduction(name, paper, summary, lambda config, ctx: run(method, name, paper, config, ctx))
+    return registry.Reproduction(name, paper, summary, lambda config, ctx: run_config(method, name, paper, config, ctx))
+
+
+def run_config(method: EpisodicMethod, name: str, paper: str, config: dict, ctx: registry.RunContext) -> dict[str, float]:
+    """A config with ``data.split`` runs the papers' own protocol (full data, a published class split,
+    :mod:`omniglot_standard`); one with ``data.backgrounds`` the minimal setting (:func:`run`)."""
+    if config["data"].get("split"):
+        from reproductions.datasets import omniglot_standard
+
+        return omniglot_standard.run(method, name, paper, config, ctx)
+    return run(method, name, paper, config, ctx)
 
 
 def run(method: EpisodicMethod, name: str, paper: str, config: dict, ctx: registry.RunContext) -> dict[str, float]:
@@ -276,7 +293,9 @@ def run(method: EpisodicMethod, name: str, paper: str, config: dict, ctx: regist
         start = time.perf_counter()
         train_chars, heldout_chars = load_split(background, config["data"]["heldout"], data_dir, base_url)
         train_pool = Pool.from_characters(train_chars, config["data"]["rotations"])
-        model, state = train_one(method, name, config, ctx, background, device, train_pool, runs)
+        # Learning curve only: the runs are never used to choose a checkpoint or a setting.
+        model, state = train_one(method, name, config, ctx, background, device, train_pool,
+                                 lambda m: {"runs_error_pct": float(np.mean(runs_error(method, m, runs, device)))})
         errors = runs_error(method, model, runs, device)
         err, err_ci = recording.mean_ci95(errors)
         metrics[f"{background}_runs_error_pct"] = err

@@ -10,7 +10,7 @@ from reproductions.omniglot_maml.method import OmniglotMAML
 
 def _run(config: dict, ctx):
     method = OmniglotMAML(first_order=config["method"]["first_order"])
-    return omniglot_benchmark.run(method, "omniglot_maml", "maml", config, ctx)
+    return omniglot_benchmark.run_config(method, "omniglot_maml", "maml", config, ctx)
 
 
 REPRODUCTION = omniglot_benchmark.registry.Reproduction(

@@ -22,7 +22,8 @@ class OmniglotMAML:
     def build(self, config: dict) -> nn.Module:
         m = config["method"]
         self.inner_lr, self.train_steps, self.test_steps = m["inner_lr"], m["train_steps"], m["test_steps"]
-        return nn.Sequential(conv4(m["channels"], batch_stats=True), nn.Linear(m["channels"], m["max_way"]))
+        body = conv4(m["channels"], batch_stats=True, strided=m.get("strided", False))
+        return nn.Sequential(body, nn.Linear(m["channels"], m["max_way"]))
 
     def _query_logits(self, model: nn.Module, episode: Episode, steps: int, first_order: bool) -> Tensor:
         def loss_fn(logits: Tensor, y: Tensor) -> Tensor:

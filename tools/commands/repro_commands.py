@@ -154,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = registry.apply_overrides(config, args.overrides)
         if args.data_dir is not None:
             config = _with_data_dir(config, args.data_dir, repro.name)
-        is_smoke = config_name == "smoke"
+        is_smoke = config_name == "smoke" or config_name.endswith("_smoke")
         if args.action == "run":
             write = not (args.no_record or is_smoke or args.overrides)
         else:
