@@ -4,21 +4,27 @@ update is the tableau's Runge-Kutta step, and a few meta-iterations lower the lo
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 import pytest
 import torch
+from pydantic import TypeAdapter
 from torch import nn
 
-from reproductions.core import registry
+from mlatlas import records
+from reproductions.core import registry, sinusoid
 from reproductions.core.functional import losses_after_steps, parameters_of, support_grads
 from reproductions.core.sinusoid import make_optimizer, mlp
 from reproductions.core.tasks import SinusoidFamily, TaskBatch
 from reproductions.core.training import meta_train
+from reproductions.datasets.omniglot_benchmark import Episode
 from reproductions.maml.method import MAML
+from reproductions.omniglot_maml.method import OmniglotMAML
 from reproductions.runge_kutta_maml import build, tableaus
 from reproductions.runge_kutta_maml.method import RungeKuttaMAML, mse
+from reproductions.runge_kutta_maml.omniglot import OmniglotRungeKutta
 
 INNER = list(tableaus.TABLEAUS)
 OUTER = ["midpoint", "heun", "ralston"]
@@ -139,6 +145,26 @@ def test_first_order_outer_update_is_the_tableaus_runge_kutta_step(outer, first_
         assert difference > 1e-6  # the Jacobian term: second-order MAML is not the plain midpoint step
 
 
+@pytest.mark.parametrize("stage, order", [(0.25, 2), (0.5, 1)])
+def test_second_order_maml_step_follows_the_flow_to_second_order_when_the_stage_is_at_a_quarter(stage, order):
+    """Second-order MAML (support = query, outer SGD step h, stage α = stage·h): the step's error against the
+    task loss's exact gradient flow falls like h^3 when α = h/4 (second order) but only like h^2 when α = h/2,
+    the midpoint rule's stage, because of the stage's Jacobian (I - αH)."""
+    task = sine_tasks(n=1, k=8)
+    task = TaskBatch(task.support_x, task.support_y, task.support_x, task.support_y)
+    errors = []
+    for h in (0.04, 0.02):
+        learner = RungeKuttaMAML(small_mlp(), stage * h, 1, outer="midpoint", vectorize=False)
+        theta = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
+        learner.meta_step(task)
+        stepped = {n: theta[n] - h * p.grad for n, p in learner.model.named_parameters()}
+        exact = theta
+        for _ in range(400):
+            exact = tableaus.descent_step(tableaus.RK4, exact, lambda p: _loss_grad(learner.model, p, task), h / 400)
+        errors.append(math.sqrt(sum(float(((stepped[n] - exact[n]) ** 2).sum()) for n in theta)))
+    assert abs(math.log2(errors[0] / errors[1]) - (order + 1)) < 0.35, errors
+
+
 def _loss_grad(model: nn.Module, params: dict, task: TaskBatch) -> dict:
     """The support loss's gradient at ``params`` (first task)."""
     return support_grads(model, params, list(params), task.support_x[0], task.support_y[0], mse, False)
@@ -241,3 +267,47 @@ def test_a_few_meta_iterations_lower_the_loss(device):
     after = score()
     assert all(p.device.type == device for p in learner.parameters())
     assert after < 0.95 * before, (before, after)
+
+
+# --- Omniglot ------------------------------------------------------------------------------------------------
+
+
+def omniglot_episode(seed: int = 0) -> Episode:
+    gen = torch.Generator().manual_seed(seed)
+    return Episode(torch.rand(5, 1, 28, 28, generator=gen, dtype=torch.float64), torch.arange(5),
+                   torch.rand(10, 1, 28, 28, generator=gen, dtype=torch.float64), torch.arange(5).repeat(2), 5, 1)
+
+
+@pytest.mark.parametrize("outer", OUTER)
+def test_omniglot_objective_is_maml_s_loss_mixed_with_the_unadapted_loss(outer):
+    """On the Omniglot network (batch norm on batch statistics), Euler inner steps with the midpoint weights give
+    omniglot_maml's loss and gradient (float64); Heun's and Ralston's mix in the query loss at the initialisation."""
+    config = {"method": {"channels": 8, "max_way": 5, "inner_lr": 0.4, "train_steps": 2, "test_steps": 3}}
+    ours, maml = OmniglotRungeKutta(outer=outer), OmniglotMAML(first_order=False)
+    torch.manual_seed(0)
+    net = ours.build(config).double()
+    maml.build(config)
+    twin = copy.deepcopy(net)
+    episode = omniglot_episode()
+    loss = ours.loss(net, episode)
+    loss.backward()
+    maml_loss = maml.loss(twin, episode)
+    b1, b2 = tableaus.get(outer).b
+    with torch.no_grad():
+        before = torch.nn.functional.cross_entropy(twin(episode.query_x), episode.query_y)
+    torch.testing.assert_close(loss.detach(), b1 * before + b2 * maml_loss.detach(), rtol=1e-12, atol=1e-12)
+    if outer == "midpoint":
+        maml_loss.backward()
+        for a, b in zip(net.parameters(), twin.parameters()):
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(ours.scores(net, episode), maml.scores(twin, episode), rtol=1e-9, atol=1e-12)
+
+
+def test_sinusoid_records_state_their_protocol_facts():
+    """The shared sinusoid runner writes the benchmark's facts and the config's own into each record."""
+    _, config = registry.load_config(registry.get("runge_kutta_maml"), "sinusoid_10shot_heun")
+    facts = sinusoid.protocol(config, 10)
+    assert facts["test"] == "10-shot, 10 adaptation steps" and facts["test-tasks"] == 1000
+    assert facts["budget"] == "10,000 meta-iterations" and facts["network"] == "1-40-40-1 ReLU MLP"
+    assert sinusoid.protocol(config, 1)["test"] == "10-shot, 1 adaptation step"
+    assert TypeAdapter(records.Protocol).validate_python(facts) == facts
