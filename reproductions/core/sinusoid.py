@@ -177,6 +177,19 @@ def _train_seed(build, repro, config: dict, ctx: registry.RunContext, device, ch
     return learner, state
 
 
+def protocol(config: dict, steps: int) -> dict:
+    """The facts of a record's protocol (``records.Protocol``): the benchmark's own (data, test shots and steps,
+    test tasks) and the config's ``record.protocol`` (the method's, e.g. its training)."""
+    data, ev = config["data"], config["eval"]
+    return {
+        "data": "sinusoids: amplitude U[0.1, 5], phase U[0, pi], x U[-5, 5]",
+        "test": f"{data['k_shot']}-shot, {steps} adaptation step{'s' if steps != 1 else ''}",
+        "test-tasks": ev["tasks"],
+        "query-points": ev["query"],
+        **config["record"].get("protocol", {}),
+    }
+
+
 def write_records(repro, config, ctx, seeds, states, metrics, device, eval_seconds, diverged) -> None:
     """One record per evaluated step count, e.g. ``sinusoid_5shot_1step.yaml``, except the step counts in
     ``diverged`` (step count -> (diverged, evaluated) task evaluations): the records that are written say so."""
@@ -240,6 +253,7 @@ def write_records(repro, config, ctx, seeds, states, metrics, device, eval_secon
             ci95=round(metrics[f"mse_{s}step_ci95"], 4),
             n_eval_tasks=ev["tasks"],
             n_seeds=len(seeds),
+            protocol=protocol(config, s),
             paper_value=paper_value,
             budget=budget,
             notes=step_notes,
