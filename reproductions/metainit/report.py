@@ -45,6 +45,34 @@ def summarise(runs: list[JobResult]) -> dict[str, float]:
             "diverged": sum(r.diverged for r in runs), "seconds": float(sum(r.seconds for r in runs))}
 
 
+def metainit_raised(runs: list[JobResult]) -> str:
+    """A sentence naming the seeds in which MetaInit raised the gradient quotient instead of lowering it (they stay in
+    every mean), or ``""``."""
+    raised = [r for r in runs if r.condition.endswith("+metainit") and r.gq_start > r.gq_init]
+    if not raised:
+        return ""
+    seeds = ", ".join(f"seed {r.seed}: {fmt(r.gq_init)} -> {fmt(r.gq_start)}" for r in raised)
+    return (f"MetaInit raised the gradient quotient instead of lowering it in {len(raised)} of {len(runs)} seeds "
+            f"({seeds}); they are included in the mean.")
+
+
+def omniglot_protocol(config: dict, depth: int) -> dict:
+    """Our protocol as named facts (records of the Omniglot experiment)."""
+    d, m, tr = config["data"], config["model"], config["train"]
+    return {
+        "data": f"Omniglot {d['archive'].removesuffix('.zip')}: 136-way character classification, "
+                f"{d['train_drawings']} training and {20 - d['train_drawings']} test drawings per character, "
+                f"{d['size']}x{d['size']}",
+        "architecture": f"plain {m['activation']} MLP, {depth} linear layers of width {m['width']}, "
+                        "no normalisation, no skip connections",
+        "training": f"SGD momentum {tr['momentum']}, batch {tr['batch_size']}, {tr['epochs']} epochs, no augmentation",
+        "learning-rate": f"{tr['lr']} for every initialisation (not tuned)",
+        "metric": "test error (%)",
+        "seeds": config["seeds"],
+        "metainit-steps": config["metainit"]["steps"],
+    }
+
+
 def fmt(v: float) -> str:
     """Numbers that span many orders of magnitude (GQ) stay readable."""
     if not math.isfinite(v):
@@ -142,12 +170,13 @@ def write_all(config: dict, ctx: registry.RunContext, results: list[JobResult], 
         common = dict(
             root=ctx.root, code_paths=CODE_PATHS, command=ctx.command, device=device,
             wall_time_s=s["seconds"], paper=rec["paper"], reproduction="metainit", benchmark=rec["benchmark"],
-            setting=setting, n_seeds=len(runs), budget=budget,
+            setting=setting, n_seeds=len(runs), budget=budget, protocol=omniglot_protocol(config, depth),
         )
         notes = (f"Final training loss {s['train_loss']:.3f} ± {s['train_loss_ci']:.3f}; gradient quotient "
                  f"{fmt(s['gq_init'])} at initialisation, {fmt(s['gq_start'])} when training starts"
-                 + (f"; {s['diverged']} of {len(runs)} seeds diverged (non-finite loss)" if s["diverged"] else "")
-                 + ". " + rec["notes"].strip())
+                 + (f"; {s['diverged']} of {len(runs)} seeds diverged in training (non-finite loss) and are "
+                    "included in the mean" if s["diverged"] else "; no seed diverged in training")
+                 + ". " + (metainit_raised(runs) + " " if metainit_raised(runs) else "") + rec["notes"].strip())
         curve = [{"iteration": row["epoch"], **{k: v for k, v in row.items() if k != "epoch"}}
                  for row in mean_curve(runs, "epoch", ["train_loss", "test_loss", "test_error_pct"])]
         stem = f"{prefix}depth{depth}_{cond.replace('+', '-')}"
@@ -169,7 +198,8 @@ def write_all(config: dict, ctx: registry.RunContext, results: list[JobResult], 
                 value=float(f"{gq:.4g}"), ci95=float(f"{gq_ci:.4g}"), curve=gq_curve,
                 notes=(f"Gradient quotient before MetaInit {fmt(s['gq_init'])}, after {fmt(gq)} (fixed batch of "
                        f"{config['gq_batch']} random inputs and labels). Weight norms after MetaInit relative to the "
-                       f"standard initialisation, input to output layer: {ratio_text}."), **common))
+                       f"standard initialisation, input to output layer: {ratio_text}."
+                       + (" " + metainit_raised(runs) if metainit_raised(runs) else "")), **common))
     summary_title = f"MetaInit reproduction ({ctx.config_name}): Omniglot, plain {m['activation']} MLPs"
     recording._atomic_write(results_dir / f"{prefix}summary.md", summary_markdown(config, table, ctx).encode())
     recording._atomic_write(results_dir / f"{prefix}summary.png", summary_plot(table, summary_title))
