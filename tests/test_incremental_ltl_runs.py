@@ -3,6 +3,7 @@ config checks, smoke runs on every available device, the records it writes and t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 import yaml
 
 from mlatlas.cli import main
-from mlatlas.records import ResultRecord
+from mlatlas.records import ResultRecord, verdict
 from reproductions.core import registry
 from reproductions.core.runtime import available_devices, pick_device
 from reproductions.incremental_ltl import METHODS, write_records
@@ -25,7 +26,7 @@ from reproductions.incremental_ltl.data import (
     scale_by_max_abs,
     schools_split,
 )
-from reproductions.incremental_ltl.experiment import check_config, run_experiment
+from reproductions.incremental_ltl.experiment import GridEdgeError, check_config, grid_edges, run_experiment
 from reproductions.incremental_ltl.report import summarise
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,7 +132,9 @@ def test_config_checks_name_the_setting():
         ("checkpoints", [12, 4], "'checkpoints'"),
         ("checkpoints", [4, 50], "'checkpoints'"),
         ("metric", "r2", "'metric'"),
-        ("ltl_lambdas", [0.0], "'ltl_lambdas'"),
+        ("online_lambdas", [0.0], "'online_lambdas'"),
+        ("grid_edge", "ignore", "'grid_edge'"),
+        ("extra_metrics", ["r2"], "extra_metrics"),
         ("step_constans", [1.0], "unknown setting"),
     ):
         with pytest.raises(ValueError, match=message):
@@ -155,26 +158,108 @@ def test_smoke_run_on_every_available_device(device):
     runs, n_test = run_experiment(cfg, pick_device(device), progress=False)
     assert len(runs) == cfg["seeds"] and n_test == cfg["n_test_tasks"]
     for run in runs:
+        assert list(run) == ["mse", "explained_variance"]  # the config's metric, then its extra one
         for method in METHODS:
-            assert len(run[method].test) == len(cfg["checkpoints"])
-            assert all(np.isfinite(run[method].test)) and min(run[method].test) > 0
+            assert len(run["mse"][method].test) == len(cfg["checkpoints"])
+            assert all(np.isfinite(run["mse"][method].test)) and min(run["mse"][method].test) > 0
+            assert all(ev <= 100 for ev in run["explained_variance"][method].test)
     # ITL does not transfer: the same score at every checkpoint.
-    assert len(set(runs[0]["itl"].test)) == 1
+    assert len(set(runs[0]["mse"]["itl"].test)) == 1
+
+
+def _candidate(val: float, **hyper) -> tuple[dict, dict]:
+    return {"mse": (val, val)}, hyper
+
+
+def test_grid_edges_flag_a_choice_on_the_edge_but_not_inside_or_on_a_plateau():
+    grids = {"lambda": [1e-3, 1e-2, 1e-1], "c": [1.0, 10.0]}
+    scores = {(1e-3, 1.0): 0.5, (1e-3, 10.0): 0.4, (1e-2, 1.0): 0.3, (1e-2, 10.0): 0.6, (1e-1, 1.0): 0.7,
+              (1e-1, 10.0): 0.8}
+    cands = [_candidate(v, **{"lambda": lam, "c": c}) for (lam, c), v in scores.items()]
+    # Best (1e-2, 1.0): lambda inside its grid, c at the lower end of its own.
+    assert grid_edges(cands, "mse", grids) == ["c=1 at the lower end of its grid [1, 10]"]
+    # Best at lambda's upper end.
+    cands[-1] = _candidate(0.1, **{"lambda": 1e-1, "c": 10.0})
+    assert grid_edges(cands, "mse", {"lambda": grids["lambda"]}) == ["lambda=0.1 at the upper end of its grid [0.001, 0.1]"]
+    # A plateau of equal validation scores that reaches inside the grid is not an edge choice, even though the
+    # first of the tied candidates (the one picked) sits on the edge.
+    tied = [_candidate(0.2, **{"lambda": lam}) for lam in (1e-3, 1e-2)] + [_candidate(0.9, **{"lambda": 1e-1})]
+    assert grid_edges(tied, "mse", {"lambda": grids["lambda"]}) == []
+    # A larger value that diverged (no candidate) was still tried: the largest finite one is inside the grid.
+    diverged = [_candidate(0.5, **{"lambda": 1e-3}), _candidate(0.2, **{"lambda": 1e-2})]
+    assert grid_edges(diverged, "mse", {"lambda": grids["lambda"]}) == []
+    # Higher-is-better metrics pick the largest validation score.
+    ev = [({"explained_variance": (v, v)}, {"lambda": lam}) for lam, v in ((1e-3, 10.0), (1e-2, 5.0), (1e-1, 30.0))]
+    assert grid_edges(ev, "explained_variance", {"lambda": grids["lambda"]}) == [
+        "lambda=0.1 at the upper end of its grid [0.001, 0.1]"]
+
+
+def test_a_run_stops_when_a_choice_is_on_a_grid_edge_and_the_records_say_so_otherwise(tmp_path):
+    cfg = {**smoke_config(), "grid_edge": "error"}
+    with pytest.raises(GridEdgeError, match="seed 0: chosen on a grid edge: .*Widen the grid"):
+        run_experiment(cfg, torch.device("cpu"), progress=False)
+    cfg = check_config(smoke_config())  # grid_edge: warn
+    runs, n_test = run_experiment(cfg, torch.device("cpu"), progress=False)
+    ctx = registry.RunContext(config_name="smoke", root=ROOT, command="mlatlas repro run incremental_ltl")
+    write_records(cfg, ctx, runs, n_test, "cpu", 1.0, results_dir=tmp_path)
+    record = yaml.safe_load((tmp_path / "smoke_online_ltl.yaml").read_text())
+    assert "On a grid edge in" in record["notes"]
 
 
 def test_smoke_records_validate(tmp_path):
     cfg = check_config(smoke_config())
     runs, n_test = run_experiment(cfg, torch.device("cpu"), progress=False)
     ctx = registry.RunContext(config_name="smoke", root=ROOT, command="mlatlas repro run incremental_ltl")
-    write_records(cfg, ctx, runs, n_test, summarise(runs), "cpu", 1.0, results_dir=tmp_path)
-    for method in METHODS:
-        record = ResultRecord.model_validate(yaml.safe_load((tmp_path / f"smoke_{method}.yaml").read_text()))
-        assert record.paper == "incremental-ltl" and record.n_seeds == cfg["seeds"]
-        assert record.value == pytest.approx(summarise(runs)[method]["mean"][-1], abs=1e-4)
-        assert "vs ITL" in record.notes
-        assert (tmp_path / record.curve).read_text().startswith("iteration,online_ltl,")
-        assert (tmp_path / record.plot).read_bytes()[:4] == b"\x89PNG"
-    assert (tmp_path / "smoke_per_seed.json").is_file()
+    write_records(cfg, ctx, runs, n_test, "cpu", 1.0, results_dir=tmp_path)
+    for metric, suffix in (("mse", ""), ("explained_variance", "_explained_variance")):
+        summary = summarise([r[metric] for r in runs])
+        for method in METHODS:
+            record = ResultRecord.model_validate(
+                yaml.safe_load((tmp_path / f"smoke_{method}{suffix}.yaml").read_text()))
+            assert record.paper == "incremental-ltl" and record.n_seeds == cfg["seeds"]
+            assert record.value == pytest.approx(summary[method]["mean"][-1], abs=1e-4)
+            assert record.higher_is_better == (metric == "explained_variance")
+            assert record.protocol["test-tasks"] == cfg["n_test_tasks"] and record.protocol["seeds"] == cfg["seeds"]
+            assert verdict(record).kind == "no paper number"
+            assert "vs ITL" in record.notes
+            assert (tmp_path / record.curve).read_text().startswith("iteration,online_ltl,")
+            assert (tmp_path / record.plot).read_bytes()[:4] == b"\x89PNG"
+    raw = json.loads((tmp_path / "smoke_per_seed.json").read_text())
+    assert set(raw["seeds"][0]) == {"mse", "explained_variance"}
+    assert len(raw["seeds"][0]["mse"]["online_ltl"]["edges"]) == len(cfg["checkpoints"])
+
+
+RESULTS = ROOT / "reproductions" / "incremental_ltl" / "results"
+
+
+@pytest.mark.parametrize("config", ["synthetic", "schools", "schools_scaled"])
+def test_recorded_choices_and_their_grid_edges(config):
+    """The committed runs. Runs made with edge checking (per-seed ``edges`` present) chose no hyper-parameter on an
+    edge of its grid at the last checkpoint. Runs of the old grids did; their records must say so: every chosen
+    value that is the smallest or largest of its grid is named in the record's notes."""
+    raw = json.loads((RESULTS / f"{config}_per_seed.json").read_text())
+    cfg = raw["config"]
+    if "online_lambdas" in cfg:
+        grids = {"online_ltl": {"lambda": cfg["online_lambdas"], "c": cfg["step_constants"]},
+                 "batch_ltl": {"lambda": cfg["batch_lambdas"]}, "itl": {"lambda": cfg["itl_lambdas"]}}
+        for seed in raw["seeds"]:
+            for metric, methods in seed.items():
+                for method, run in methods.items():
+                    assert run["edges"][-1] == [], (config, metric, method, run["edges"][-1])
+                    for key, value in run["chosen"][-1].items():
+                        assert value in grids[method][key]
+        return
+    grids = {"online_ltl": {"lambda": cfg["ltl_lambdas"], "c": cfg["step_constants"]},
+             "batch_ltl": {"lambda": cfg["ltl_lambdas"]}, "itl": {"lambda": cfg["itl_lambdas"]}}
+    for method, grid in grids.items():
+        notes = yaml.safe_load((RESULTS / f"{config}_{method}.yaml").read_text())["notes"]
+        on_edge = {(key, seed[method]["chosen"][-1][key]) for seed in raw["seeds"] for key, values in grid.items()
+                   if seed[method]["chosen"][-1][key] in (min(values), max(values))}
+        assert "Grid edges" in notes
+        for key, value in on_edge:
+            assert f"{key}={value:g} (the grid" in notes, (config, method, key, value)
+        if not on_edge:
+            assert "Grid edges, checked after the run from the chosen values (ties not known): none." in notes
 
 
 def test_command_line_smoke_and_clear_error_without_schools_data(capsys, monkeypatch):

@@ -45,6 +45,34 @@ def summarise(runs: list[JobResult]) -> dict[str, float]:
             "diverged": sum(r.diverged for r in runs), "seconds": float(sum(r.seconds for r in runs))}
 
 
+def metainit_raised(runs: list[JobResult]) -> str:
+    """A sentence naming the seeds in which MetaInit raised the gradient quotient instead of lowering it (they stay in
+    every mean), or ``""``."""
+    raised = [r for r in runs if r.condition.endswith("+metainit") and r.gq_start > r.gq_init]
+    if not raised:
+        return ""
+    seeds = ", ".join(f"seed {r.seed}: {fmt(r.gq_init)} -> {fmt(r.gq_start)}" for r in raised)
+    return (f"MetaInit raised the gradient quotient instead of lowering it in {len(raised)} of {len(runs)} seeds "
+            f"({seeds}); they are included in the mean.")
+
+
+def omniglot_protocol(config: dict, depth: int) -> dict:
+    """Our protocol as named facts (records of the Omniglot experiment)."""
+    d, m, tr = config["data"], config["model"], config["train"]
+    return {
+        "data": f"Omniglot {d['archive'].removesuffix('.zip')}: 136-way character classification, "
+                f"{d['train_drawings']} training and {20 - d['train_drawings']} test drawings per character, "
+                f"{d['size']}x{d['size']}",
+        "architecture": f"plain {m['activation']} MLP, {depth} linear layers of width {m['width']}, "
+                        "no normalisation, no skip connections",
+        "training": f"SGD momentum {tr['momentum']}, batch {tr['batch_size']}, {tr['epochs']} epochs, no augmentation",
+        "learning-rate": f"{tr['lr']} for every initialisation (not tuned)",
+        "metric": "test error (%)",
+        "seeds": config["seeds"],
+        "metainit-steps": config["metainit"]["steps"],
+    }
+
+
 def fmt(v: float) -> str:
     """Numbers that span many orders of magnitude (GQ) stay readable."""
     if not math.isfinite(v):
@@ -142,12 +170,13 @@ def write_all(config: dict, ctx: registry.RunContext, results: list[JobResult], 
         common = dict(
             root=ctx.root, code_paths=CODE_PATHS, command=ctx.command, device=device,
             wall_time_s=s["seconds"], paper=rec["paper"], reproduction="metainit", benchmark=rec["benchmark"],
-            setting=setting, n_seeds=len(runs), budget=budget,
+            setting=setting, n_seeds=len(runs), budget=budget, protocol=omniglot_protocol(config, depth),
         )
         notes = (f"Final training loss {s['train_loss']:.3f} ± {s['train_loss_ci']:.3f}; gradient quotient "
                  f"{fmt(s['gq_init'])} at initialisation, {fmt(s['gq_start'])} when training starts"
-                 + (f"; {s['diverged']} of {len(runs)} seeds diverged (non-finite loss)" if s["diverged"] else "")
-                 + ". " + rec["notes"].strip())
+                 + (f"; {s['diverged']} of {len(runs)} seeds diverged in training (non-finite loss) and are "
+                    "included in the mean" if s["diverged"] else "; no seed diverged in training")
+                 + ". " + (metainit_raised(runs) + " " if metainit_raised(runs) else "") + rec["notes"].strip())
         curve = [{"iteration": row["epoch"], **{k: v for k, v in row.items() if k != "epoch"}}
                  for row in mean_curve(runs, "epoch", ["train_loss", "test_loss", "test_error_pct"])]
         stem = f"{prefix}depth{depth}_{cond.replace('+', '-')}"
@@ -169,9 +198,143 @@ def write_all(config: dict, ctx: registry.RunContext, results: list[JobResult], 
                 value=float(f"{gq:.4g}"), ci95=float(f"{gq_ci:.4g}"), curve=gq_curve,
                 notes=(f"Gradient quotient before MetaInit {fmt(s['gq_init'])}, after {fmt(gq)} (fixed batch of "
                        f"{config['gq_batch']} random inputs and labels). Weight norms after MetaInit relative to the "
-                       f"standard initialisation, input to output layer: {ratio_text}."), **common))
+                       f"standard initialisation, input to output layer: {ratio_text}."
+                       + (" " + metainit_raised(runs) if metainit_raised(runs) else "")), **common))
     summary_title = f"MetaInit reproduction ({ctx.config_name}): Omniglot, plain {m['activation']} MLPs"
     recording._atomic_write(results_dir / f"{prefix}summary.md", summary_markdown(config, table, ctx).encode())
     recording._atomic_write(results_dir / f"{prefix}summary.png", summary_plot(table, summary_title))
     written += [results_dir / f"{prefix}summary.md", results_dir / f"{prefix}summary.png"]
     return written
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The MNIST comparison (comparison.py): one record per initialisation
+# ------------------------------------------------------------------------------------------------------------------
+
+COMPARISON_CODE_PATHS = CODE_PATHS + ["reproductions/datasets/mnist.py"]
+COMPARISON_DESCRIPTIONS = {
+    "standard": "standard init (He et al. 2015: N(0, 2/fan_in), biases 0)",
+    "lsuv": "LSUV (Mishkin & Matas 2016: orthonormal, then unit-variance pre-activations on training images)",
+    "metainit": "standard init, then MetaInit (random inputs and labels)",
+}
+
+
+def comparison_protocol(config: dict) -> dict:
+    """Our protocol as named facts."""
+    d, m, tr = config["data"], config["model"], config["train"]
+    return {
+        "data": f"MNIST: first {d['n_train']} official training images to train, last {d['n_val']} to validate; "
+                "official 10,000 test images",
+        "architecture": f"plain {m['activation']} MLP, {m['depth']} linear layers of width {m['width']}, "
+                        "no normalisation, no skip connections",
+        "training": f"SGD momentum {tr['momentum']}, batch {tr['batch_size']}, {tr['epochs']} epochs, no augmentation",
+        "learning-rate": f"tuned per initialisation on the validation images over {config['lr_grid']}",
+        "metric": "test error (%)",
+        "seeds": config["seeds"],
+        "metainit-steps": config["metainit"]["steps"],
+    }
+
+
+def comparison_summary(config: dict, results: dict[str, dict]) -> str:
+    lines = [
+        "<!-- Generated by `mlatlas repro run metainit --config mnist`; do not edit by hand. -->",
+        "# MetaInit on MNIST: standard, LSUV and MetaInit initialisations, each with its own tuned learning rate",
+        "",
+        f"{comparison_protocol(config)['architecture']}; {comparison_protocol(config)['training']}. Validation error "
+        f"(%) of seed 0 per learning rate, then test error (%) over {config['seeds']} seeds at the chosen rate "
+        "(mean ± 95% CI half-width).",
+        "",
+        "| initialisation | " + " | ".join(f"val. error, lr {lr:g}" for lr in config["lr_grid"])
+        + " | chosen lr | test error | final train loss | GQ at start |",
+        "| --- | " + " | ".join("---:" for _ in config["lr_grid"]) + " | ---: | ---: | ---: | ---: |",
+    ]
+    for cond, res in results.items():
+        vals = " | ".join("diverged" if r.diverged else f"{r.val_error:.2f}" for r in res["tuning"])
+        s = comparison_stats(res)
+        if s is None:
+            lines.append(f"| {cond} | {vals} | none (all diverged) | | | |")
+            continue
+        flag = " (grid edge)" if res["edge"] else ""
+        div = f" ({s['diverged']} diverged, included)" if s["diverged"] else ""
+        lines.append(f"| {cond} | {vals} | {res['lr']:g}{flag} | {s['test_error']:.2f} ± {s['test_error_ci']:.2f}{div} "
+                     f"| {s['train_loss']:.3f} | {fmt(s['gq'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_stats(res: dict) -> dict | None:
+    runs = res["final"]
+    if not runs:
+        return None
+    err, err_ci = recording.mean_ci95([r.test_error for r in runs])
+    return {"test_error": err, "test_error_ci": err_ci, "diverged": sum(r.diverged for r in runs),
+            "train_loss": float(np.mean([r.train_loss for r in runs])), "gq": float(np.mean([r.gq_init for r in runs])),
+            "seconds": float(sum(r.seconds for r in res["final"] + res["tuning"]))}
+
+
+def write_comparison(config: dict, ctx: registry.RunContext, results: dict[str, dict], device: str,
+                     results_dir: Path = RESULTS_DIR) -> list[Path]:
+    """One record per initialisation (test error at its chosen learning rate), plus ``<config>_summary.md``.
+    Diverged seeds are counted in the mean (with the error the broken network has) and the notes say how many."""
+    rec, tr = config["record"], config["train"]
+    commit = recording.git_commit(ctx.root, COMPARISON_CODE_PATHS)
+    protocol = comparison_protocol(config)
+    written = []
+    for cond, res in results.items():
+        s = comparison_stats(res)
+        if s is None:
+            print(f"warning: {cond}: every learning rate diverged; no record written")
+            continue
+        runs = res["final"]
+        tuning = ", ".join(f"{r.lr:g}: {'diverged' if r.diverged else f'{r.val_error:.2f}%'}" for r in res["tuning"])
+        var = np.mean([r.preact_var for r in runs], axis=0)
+        notes = (
+            f"Learning rate {res['lr']:g} chosen on validation error of seed 0 ({tuning})"
+            + (f"; {res['edge']}, so a better rate may lie beyond it" if res["edge"] else "; inside the grid")
+            + f". Final training loss {s['train_loss']:.3f}; gradient quotient of the initialised network "
+            f"{fmt(s['gq'])}; pre-activation variance on validation images, first/middle/last layer "
+            f"{var[0]:.3g}/{var[len(var) // 2]:.3g}/{var[-1]:.3g}."
+            + (f" {s['diverged']} of {len(runs)} seeds diverged (non-finite loss); they are included in the mean with "
+               "the error of the broken network." if s["diverged"] else " No seed diverged.")
+            + " " + rec["notes"].strip()
+        )
+        curve = [{"iteration": row["epoch"], **{k: float(np.mean([r.curve[i][k] for r in runs]))
+                                                for k in ("train_loss", "val_loss", "val_error_pct")}}
+                 for i, row in enumerate(runs[0].curve) if all(len(r.curve) > i for r in runs)]
+        stem = f"{ctx.config_name}_{cond}"
+        path = recording.write_record(
+            results_dir, stem, root=ctx.root, code_paths=COMPARISON_CODE_PATHS, commit=commit, command=ctx.command,
+            device=device, wall_time_s=s["seconds"], paper=rec["paper"], reproduction="metainit",
+            benchmark=rec["benchmark"], setting=f"{protocol['architecture']}; {COMPARISON_DESCRIPTIONS[cond]}; "
+                                                f"learning rate {res['lr']:g} (tuned)",
+            metric="test error", unit="%", higher_is_better=False, value=round(s["test_error"], 2),
+            ci95=round(s["test_error_ci"], 2), n_eval_tasks=None, n_seeds=len(runs), protocol=protocol,
+            budget=(f"{tr['epochs']} epochs of SGD per run; {len(res['tuning'])} learning rates x 1 seed to tune, "
+                    f"then {config['seeds'] - 1} more seeds; MetaInit {config['metainit']['steps']} steps"),
+            notes=notes, curve=curve)
+        recording._atomic_write(results_dir / f"{stem}.png", comparison_plot(curve, f"metainit mnist: {cond}"))
+        written.append(path)
+    summary = results_dir / f"{ctx.config_name}_summary.md"
+    recording._atomic_write(summary, comparison_summary(config, results).encode())
+    return written + [summary]
+
+
+def comparison_plot(curve: list[dict[str, float]], title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=100)
+    epochs = [row["iteration"] for row in curve]
+    left.plot(epochs, [row["train_loss"] for row in curve], marker="o", label="train")
+    left.plot(epochs, [row["val_loss"] for row in curve], marker="o", label="validation")
+    left.set_ylabel("cross-entropy")
+    left.legend()
+    right.plot(epochs, [row["val_error_pct"] for row in curve], marker="o")
+    right.set_ylabel("validation error (%)")
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return recording.figure_png(fig)
