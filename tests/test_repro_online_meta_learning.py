@@ -11,12 +11,12 @@ import pytest
 import torch
 import yaml
 
-from _local_http import LocalServer, Reply
 from mlatlas.cli import main
 from mlatlas.records import ResultRecord, verdict
 from reproductions.core import functional, registry
 from reproductions.core.tasks import TaskBatch
-from reproductions.online_meta_learning import data, experiment, method, rainbow, report
+from reproductions.datasets import mnist
+from reproductions.online_meta_learning import experiment, method, rainbow, report
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
@@ -33,7 +33,7 @@ DEVICES = [
 
 @pytest.fixture(scope="module")
 def digits():
-    images, labels = data.load("test", SHARED_MNIST)
+    images, labels = mnist.load("test", SHARED_MNIST)
     return images[:50], labels[:50]
 
 
@@ -94,7 +94,7 @@ def test_rotations_are_exact_quarter_turns(digits):
 
 @needs_mnist
 def test_tasks_use_their_own_images_and_keep_the_labels():
-    train, test = data.load("train", SHARED_MNIST), data.load("test", SHARED_MNIST)
+    train, test = mnist.load("train", SHARED_MNIST), mnist.load("test", SHARED_MNIST)
     tasks = rainbow.make_tasks(train, test, n_tasks=6, n_train=30, n_test=20, seed=3)
     assert len({t.transform for t in tasks}) == 6
     for t in tasks:
@@ -197,49 +197,24 @@ def test_efficiency_is_the_first_amount_that_reaches_the_threshold():
 
 @needs_mnist
 def test_the_loader_reads_the_official_files():
-    images, labels = data.load("test", SHARED_MNIST)
+    images, labels = mnist.load("test", SHARED_MNIST)
     assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
     assert np.bincount(labels).tolist()[:2] == [980, 1135]  # the published class counts of the test set
 
 
 @needs_mnist
-def test_the_loader_rejects_a_corrupted_file(tmp_path, capsys):
-    for name in data.FILES:
+def test_a_corrupted_mnist_file_is_one_line_through_the_command_line(tmp_path, capsys):
+    for name in mnist.FILES:
         shutil.copy(SHARED_MNIST / name, tmp_path / name)
     victim = tmp_path / "t10k-labels-idx1-ubyte.gz"
     raw = bytearray(victim.read_bytes())
     raw[100] ^= 0xFF
     victim.write_bytes(bytes(raw))
-    with pytest.raises(data.MnistDataError, match="t10k-labels-idx1-ubyte.gz: checksum mismatch"):
-        data.load("test", tmp_path)
-    # Through the command line: one line naming the file, no traceback.
     code = main(["repro", "run", "online_meta_learning", "--config", "smoke", "--data-dir", str(tmp_path),
                  "--work-dir", str(tmp_path / "runs"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 1
-    assert "t10k-labels-idx1-ubyte.gz: checksum mismatch" in err and "Traceback" not in err and err.count("\n") == 1
-
-
-@needs_mnist
-def test_missing_files_are_downloaded_and_verified(tmp_path, monkeypatch):
-    name = "t10k-labels-idx1-ubyte.gz"
-    good = (SHARED_MNIST / name).read_bytes()
-    bad = good[:-1] + bytes([good[-1] ^ 1])
-    with LocalServer({f"/good/{name}": Reply(200, good), f"/bad/{name}": Reply(200, bad)}) as server:
-        monkeypatch.setenv(data.BASE_URL_ENV, server.url("/good"))
-        path = data.fetch(name, tmp_path / "ok")
-        assert path.read_bytes() == good
-        monkeypatch.setenv(data.BASE_URL_ENV, server.url("/bad"))  # a server handing out a corrupted copy
-        with pytest.raises(data.MnistDataError, match="checksum mismatch"):
-            data.fetch(name, tmp_path / "refused")
-    assert not list((tmp_path / "refused").iterdir())  # nothing kept
-
-
-def test_a_missing_file_that_cannot_be_downloaded_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv(data.BASE_URL_ENV, "http://127.0.0.1:9")  # nothing listens there
-    with pytest.raises(data.MnistDataError, match="could not be downloaded"):
-        data.fetch("t10k-labels-idx1-ubyte.gz", tmp_path, timeout=2)
-    assert not list(tmp_path.iterdir())  # no partial file left behind
+    assert "t10k-labels-idx1-ubyte.gz: MD5" in err and "Traceback" not in err and err.count("\n") == 1
 
 
 # ---------------------------------------------------------------------------------------------- smoke runs
@@ -305,7 +280,7 @@ def test_an_interrupted_run_resumes_and_ends_where_an_uninterrupted_one_ends(tmp
 
 @needs_mnist
 def test_ftml_meta_training_lowers_the_adapted_loss():
-    train, test = data.load("train", SHARED_MNIST), data.load("test", SHARED_MNIST)
+    train, test = mnist.load("train", SHARED_MNIST), mnist.load("test", SHARED_MNIST)
     tasks = rainbow.make_tasks(train, test, n_tasks=3, n_train=40, n_test=10, seed=0)
     _, config = registry.load_config(registry.get("online_meta_learning"), "smoke")
     config["ftml"]["iterations_per_arrival"] = 40

@@ -20,13 +20,14 @@ from tqdm import tqdm
 
 from reproductions.core import registry
 from reproductions.core.runtime import check_finite, pick_device
-from reproductions.online_meta_learning import data, rainbow
+from reproductions.datasets import mnist
+from reproductions.online_meta_learning import rainbow
 from reproductions.online_meta_learning.method import ADAPTS, KIND, METHODS, Learner, accuracy
 
 
 def build_tasks(config: dict) -> list[rainbow.Task]:
     d = config["data"]
-    train, test = data.load("train", d["data_dir"]), data.load("test", d["data_dir"])
+    train, test = mnist.load("train", d["data_dir"]), mnist.load("test", d["data_dir"])
     return rainbow.make_tasks(train, test, d["tasks"], max(d["schedule"]), d["test_points"], config["seed"])
 
 
