@@ -53,9 +53,12 @@ def margin_of_victory(curves: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+DIVERGED = 1e10  # an objective above this (or non-finite) counts as diverged
+
+
 def finite_problems(a: np.ndarray) -> np.ndarray:
-    """Problems on which the optimiser stayed finite in every seed."""
-    return np.isfinite(a).all(axis=(0, 2))
+    """Problems on which the optimiser did not diverge (objective finite and below 1e10) in any seed."""
+    return (np.isfinite(a) & (np.abs(a) < DIVERGED)).all(axis=(0, 2))
 
 
 def stat(values: np.ndarray) -> tuple[float, float]:
@@ -155,7 +158,7 @@ def summary_markdown(fam, claims, config, ctx) -> str:
              "over problems and seeds. AUC: the mean objective over iterations 0..N.", ""]
     for family, c in fam.items():
         lines += [f"## {FAMILY_TEXT[family]}", "", "| optimiser | final objective | AUC (mean objective) | "
-                  "objective at iteration 10 | non-finite problems |", "| --- | ---: | ---: | ---: | ---: |"]
+                  "objective at iteration 10 | diverged problems |", "| --- | ---: | ---: | ---: | ---: |"]
         for name, a in c.items():
             ok = finite_problems(a)
             fin, fin_h = stat(a[:, ok, -1])
@@ -219,9 +222,9 @@ def write_all(config: dict, ctx: registry.RunContext, results: list[JobResult], 
         fc = family_config(config, family)
         sizes, history = fc["problems"], fc["history"]
         protocol = {
-            "objectives": FAMILY_TEXT[family], "train_functions": sizes["train"], "test_functions": sizes["test"],
-            "history": history, "gps_samples": g["samples"], "gps_horizon": g["horizon"],
-            "gps_iterations": g["iterations"], "test_iterations": config["eval_iterations"],
+            "objectives": FAMILY_TEXT[family], "train-functions": sizes["train"], "test-functions": sizes["test"],
+            "history": history, "gps-samples": g["samples"], "gps-horizon": g["horizon"],
+            "gps-iterations": g["iterations"], "test-iterations": config["eval_iterations"],
         }
         budget = (f"{g['iterations']} GPS iterations of {g['samples']} trajectories x {g['horizon']} steps per "
                   f"training function; history H = {history} (paper: 25)")
@@ -244,6 +247,8 @@ def write_all(config: dict, ctx: registry.RunContext, results: list[JobResult], 
             ok = finite_problems(a)
             lost = int((~ok).sum())
             n_ok = int(ok.sum())
+            if n_ok == 0:  # diverged on every function: nothing to average (the summary table says so)
+                continue
             for metric, values, text in (("final", a[:, ok, -1], "final objective"),
                                          ("auc", a[:, ok].mean(-1), "area under the objective curve")):
                 m, h = stat(values)
@@ -252,7 +257,7 @@ def write_all(config: dict, ctx: registry.RunContext, results: list[JobResult], 
                 notes = (f"{text.capitalize()} of {NAMES[name]} after {config['eval_iterations']} iterations"
                          + (" (AUC: mean objective over iterations 0..N)" if metric == "auc" else "")
                          + f", over {n_ok} test functions x {a.shape[0]} seeds"
-                         + (f"; {lost} functions left out where the iterate became non-finite" if lost else "")
+                         + (f"; {lost} functions left out where it diverged (objective non-finite or above 1e10 in some seed)" if lost else "")
                          + f". Same metric for the others: {others}. Baselines tuned on the training functions: "
                          f"{tuned}. The paper reports this family only as curves ({FIGURE[family]}: mean margin of "
                          "victory and two example functions) with no numbers in its text, so no paper value is "
