@@ -215,12 +215,11 @@ def write_all(config: dict, ctx: registry.RunContext, results: list[JobResult], 
     prefix = "" if ctx.config_name in ("default", *fam) else f"{ctx.config_name}_"
     commit = recording.git_commit(ctx.root, CODE_PATHS)
     written = []
-    g = config["gps"]
     for family, c in fam.items():
         runs = [r for r in results if r.family == family]
         seconds = sum(r.seconds for r in runs)
         fc = family_config(config, family)
-        sizes, history = fc["problems"], fc["history"]
+        sizes, history, g = fc["problems"], fc["history"], fc["gps"]
         protocol = {
             "objectives": FAMILY_TEXT[family], "train-functions": sizes["train"], "test-functions": sizes["test"],
             "history": history, "gps-samples": g["samples"], "gps-horizon": g["horizon"],
