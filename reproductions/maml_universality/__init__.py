@@ -20,9 +20,9 @@ def run(config: dict, ctx: registry.RunContext) -> dict[str, float]:
             tag = name if method["kind"] != "maml" else f"{name}_{step}step"
             metrics[f"{tag}_mse_in_distribution"] = float(losses.mean())
             if config["experiment"] == "ood":
-                for kind, limit in (("amplitude", 5.0), ("phase", 3.1416)):
+                for kind in ("amplitude", "phase"):
                     values, per_point = report.grid(results, name, kind, step)
-                    out = [i for i, v in enumerate(values) if v > limit]
+                    out = report.outside(kind, values)
                     metrics[f"{tag}_mse_{kind}_out"] = float(per_point[:, out].mean()) if out else float("nan")
     return metrics
 

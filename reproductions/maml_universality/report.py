@@ -20,6 +20,13 @@ CODE_PATHS = ["reproductions/maml_universality", ":(exclude)reproductions/maml_u
               "reproductions/core", "reproductions/maml"]
 BENCHMARK = "Sinusoid regression (Finn et al. 2017), in and out of the meta-training distribution"
 TRAINING_TASKS = "amplitude U[0.1, 5], phase U[0, pi], x U[-5, 5]"
+LIMITS = {"amplitude": 5.0, "phase": math.pi}  # upper ends of the training ranges
+
+
+def outside(kind: str, values: list[float]) -> list[int]:
+    """Indices of the grid values beyond the training range (a grid value within 1e-3 of its end, such as 3.1416
+    for pi, counts as inside)."""
+    return [i for i, v in enumerate(values) if v > LIMITS[kind] + 1e-3]
 
 
 def stacked(results: dict, name: str, pick) -> np.ndarray:
@@ -127,17 +134,17 @@ def ood_records(config: dict, ctx: registry.RunContext, results: dict, device: s
                 {**facts, "test-tasks": f"{TRAINING_TASKS} ({ev['in_distribution_tasks']} tasks)",
                  "query-points": ev["query"]},
                 f"Query MSE on {ev['in_distribution_tasks']} in-distribution test tasks."))
-            for kind, limit, words in (("amplitude", 5.0, "amplitude above 5"), ("phase", math.pi, "phase above pi")):
+            for kind, words in (("amplitude", "amplitude above 5"), ("phase", "phase above pi")):
                 values, per_point = grid(results, name, kind, step)
-                outside = [i for i, v in enumerate(values) if v > limit + 1e-9]
-                chosen = per_point[:, outside].reshape(per_point.shape[0], -1)
-                shown = ", ".join(f"{values[i]:g}" for i in outside)
+                out = outside(kind, values)
+                chosen = per_point[:, out].reshape(per_point.shape[0], -1)
+                shown = ", ".join(f"{values[i]:g}" for i in out)
                 written.append(write(
                     results_dir, f"ood_{tag}_{kind}_out", config, ctx, device, results, name, step, chosen,
                     f"{label(config, name, step)}; test tasks with {words} (outside the training range)",
                     {**facts, "test-tasks": f"{kind} fixed at each of {shown}; the other parameter from training",
                      "tasks-per-value": ev["tasks"], "query-points": ev["query"]},
-                    f"Query MSE averaged over {len(outside)} {kind} values outside the training range ({shown}), "
+                    f"Query MSE averaged over {len(out)} {kind} values outside the training range ({shown}), "
                     f"{ev['tasks']} tasks each. The full curves are in ood_summary.png / ood_summary.md."))
         if method["kind"] == "maml":
             counts = sorted(ev["step_counts"])
