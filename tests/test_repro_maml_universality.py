@@ -270,11 +270,12 @@ def test_records_and_summaries(tmp_path):
     written = report.write_all(config, ctx, results, device, results_dir=out)
     written += report.write_all(*runs["depth"][:3], runs["depth"][3], results_dir=out)
     stems = {p.stem for p in written}
-    assert {"ood_maml_1step_amplitude_out", "ood_snail_phase_out", "ood_maml_bt_10step_in_distribution",
-            "ood_maml_5steps_amplitude_5_to_10", "depth_maml_bt_d1_1step", "depth_conditioned_d3"} <= stems
-    assert "ood_maml_10step_phase_out" not in stems
-    assert "diverged (1 of 10)" in (out / "ood_summary.md").read_text()
-    assert (out / "ood_summary.png").stat().st_size > 10_000 and (out / "depth_summary.png").exists()
+    # Named after the experiment for the default and depth configs, after the config (here smoke) otherwise.
+    assert {"smoke_maml_1step_amplitude_out", "smoke_snail_phase_out", "smoke_maml_bt_10step_in_distribution",
+            "smoke_maml_5steps_amplitude_5_to_10", "depth_maml_bt_d1_1step", "depth_conditioned_d3"} <= stems
+    assert "smoke_maml_10step_phase_out" not in stems
+    assert "diverged (1 of 10)" in (out / "smoke_summary.md").read_text()
+    assert (out / "smoke_summary.png").stat().st_size > 10_000 and (out / "depth_summary.png").exists()
     for path in written:
         if path.suffix != ".yaml":
             continue

@@ -121,7 +121,8 @@ def write(results_dir: Path, stem: str, config: dict, ctx: registry.RunContext, 
     )
 
 
-def ood_records(config: dict, ctx: registry.RunContext, results: dict, device: str, results_dir: Path) -> list[Path]:
+def ood_records(config: dict, ctx: registry.RunContext, results: dict, device: str, results_dir: Path,
+                prefix: str = "ood") -> list[Path]:
     ev, written = config["eval"], []
     for name, method in config["methods"].items():
         for step in steps_of(method, config):
@@ -129,7 +130,7 @@ def ood_records(config: dict, ctx: registry.RunContext, results: dict, device: s
             tag = name if method["kind"] != "maml" else f"{name}_{step}step"
             inside = stacked(results, name, lambda e: e["in_distribution"][str(step)])
             written.append(write(
-                results_dir, f"ood_{tag}_in_distribution", config, ctx, device, results, name, step, inside,
+                results_dir, f"{prefix}_{tag}_in_distribution", config, ctx, device, results, name, step, inside,
                 f"{label(config, name, step)}; test tasks from the training distribution",
                 {**facts, "test-tasks": f"{TRAINING_TASKS} ({ev['in_distribution_tasks']} tasks)",
                  "query-points": ev["query"]},
@@ -140,7 +141,7 @@ def ood_records(config: dict, ctx: registry.RunContext, results: dict, device: s
                 chosen = per_point[:, out].reshape(per_point.shape[0], -1)
                 shown = ", ".join(f"{values[i]:g}" for i in out)
                 written.append(write(
-                    results_dir, f"ood_{tag}_{kind}_out", config, ctx, device, results, name, step, chosen,
+                    results_dir, f"{prefix}_{tag}_{kind}_out", config, ctx, device, results, name, step, chosen,
                     f"{label(config, name, step)}; test tasks with {words} (outside the training range)",
                     {**facts, "test-tasks": f"{kind} fixed at each of {shown}; the other parameter from training",
                      "tasks-per-value": ev["tasks"], "query-points": ev["query"]},
@@ -154,7 +155,7 @@ def ood_records(config: dict, ctx: registry.RunContext, results: dict, device: s
                 lo, hi = ev["step_families"][region]
                 last = counts[-1]
                 written.append(write(
-                    results_dir, f"ood_{name}_{last}steps_{region}", config, ctx, device, results, name, last,
+                    results_dir, f"{prefix}_{name}_{last}steps_{region}", config, ctx, device, results, name, last,
                     per_step[last], f"{label(config, name, last)} (trained with {method['inner_steps']}); "
                     f"tasks with amplitude U[{lo:g}, {hi:g}]",
                     {**method_facts(config, name, last),
@@ -166,7 +167,8 @@ def ood_records(config: dict, ctx: registry.RunContext, results: dict, device: s
     return written
 
 
-def depth_records(config: dict, ctx: registry.RunContext, results: dict, device: str, results_dir: Path) -> list[Path]:
+def depth_records(config: dict, ctx: registry.RunContext, results: dict, device: str, results_dir: Path,
+                  prefix: str = "depth") -> list[Path]:
     ev, written = config["eval"], []
     for name, method in config["methods"].items():
         for step in steps_of(method, config):
@@ -175,7 +177,7 @@ def depth_records(config: dict, ctx: registry.RunContext, results: dict, device:
             tag = name if method["kind"] != "maml" else f"{name}_{step}step"
             inside = stacked(results, name, lambda e: e["in_distribution"][str(step)])
             written.append(write(
-                results_dir, f"depth_{tag}", config, ctx, device, results, name, step, inside,
+                results_dir, f"{prefix}_{tag}", config, ctx, device, results, name, step, inside,
                 f"{label(config, name, step)}; {method['depth']} hidden layer(s) of {method['width']} "
                 f"({count:,} parameters)",
                 {**facts, "parameters": count,
@@ -309,13 +311,14 @@ def depth_summary(config: dict, results: dict, title: str) -> tuple[str, bytes]:
 
 def write_all(config: dict, ctx: registry.RunContext, results: dict, device: str,
               results_dir: Path = RESULTS_DIR) -> list[Path]:
-    prefix = config["experiment"]
-    if prefix == "ood":
-        written = ood_records(config, ctx, results, device, results_dir)
+    # Files are named after the experiment for the default and depth configs, after the config otherwise.
+    prefix = config["experiment"] if ctx.config_name in ("default", "depth") else ctx.config_name
+    if config["experiment"] == "ood":
+        written = ood_records(config, ctx, results, device, results_dir, prefix)
         text, png = ood_summary(config, results, "Sinusoids outside the meta-training distribution "
                                                  f"({config['data']['k_shot']}-shot)")
     else:
-        written = depth_records(config, ctx, results, device, results_dir)
+        written = depth_records(config, ctx, results, device, results_dir, prefix)
         text, png = depth_summary(config, results, "Depth at a fixed parameter count "
                                                    f"({config['data']['k_shot']}-shot sinusoids)")
     recording._atomic_write(results_dir / f"{prefix}_summary.md", text.encode())
