@@ -275,6 +275,7 @@ def test_records_and_summaries(tmp_path):
             "smoke_maml_5steps_amplitude_5_to_10", "depth_maml_bt_d1_1step", "depth_conditioned_d3"} <= stems
     assert "smoke_maml_10step_phase_out" not in stems
     assert "diverged (1 of 10)" in (out / "smoke_summary.md").read_text()
+    assert report.diverged(np.array([1.0, np.nan, np.inf, 2e6, 5.0])) == 3
     assert (out / "smoke_summary.png").stat().st_size > 10_000 and (out / "depth_summary.png").exists()
     for path in written:
         if path.suffix != ".yaml":

@@ -41,16 +41,25 @@ def grid(results: dict, name: str, kind: str, step: int) -> tuple[list[float], n
     return values, np.array([[s[repr(v)][str(step)] for v in values] for s in seeds], dtype=np.float64)
 
 
+EXPLODED = 1e6  # a task's query MSE above this (the targets' variance is at most 50) counts as diverged
+
+
+def diverged(losses: np.ndarray) -> int:
+    """How many task evaluations diverged: NaN, infinite, or above :data:`EXPLODED`."""
+    losses = np.asarray(losses, dtype=np.float64)
+    return int((~np.isfinite(losses)).sum() + (np.nan_to_num(losses, nan=0.0, posinf=0.0, neginf=0.0) > EXPLODED).sum())
+
+
 def summary(losses: np.ndarray) -> tuple[float, float]:
-    """Mean and 95% half-width of a [seeds, tasks] array (see core.recording); NaN when a loss is not finite."""
-    if not np.isfinite(losses).all():
+    """Mean and 95% half-width of a [seeds, tasks] array (see core.recording); NaN when a task diverged."""
+    if diverged(losses):
         return float("nan"), float("nan")
     return recording.mean_ci95_over_seeds_and_tasks(losses)
 
 
 def cell(losses: np.ndarray) -> str:
     """A table cell: mean ± 95% CI, or how many task evaluations diverged."""
-    bad = int((~np.isfinite(losses)).sum())
+    bad = diverged(losses)
     if bad:
         return f"diverged ({bad} of {losses.size})"
     m, c = summary(losses)
@@ -93,9 +102,10 @@ def write(results_dir: Path, stem: str, config: dict, ctx: registry.RunContext, 
           name: str, step: int, losses: np.ndarray, setting: str, protocol: dict, notes: str) -> Path | None:
     """One record, or None (with a message) when some test task's loss is NaN or infinite: the mean is then
     undefined, and the summary table says how many diverged."""
-    bad = int((~np.isfinite(losses)).sum())
+    bad = diverged(losses)
     if bad:
-        print(f"maml_universality: {stem}: {bad} of {losses.size} test task evaluations diverged (NaN/inf); "
+        print(f"maml_universality: {stem}: {bad} of {losses.size} test task evaluations diverged (NaN, inf or "
+              f"above {EXPLODED:g}); "
               "no record for that setting", file=sys.stderr)
         return None
     value, ci = summary(losses)
@@ -241,6 +251,8 @@ def ood_summary(config: dict, results: dict, title: str) -> tuple[str, bytes]:
     axes[2].set_xscale("log")
     axes[2].set_yscale("log")
     axes[2].set_xlabel("inner gradient steps at test time (0 plotted at 0.5)")
+    fig.text(0.5, 0.005, "A point is left out where some test task diverged (query MSE NaN, inf or above 1e6); "
+             "the summary table gives the counts.", ha="center", fontsize=7)
     axes[2].set_ylabel("query MSE (log scale)")
     axes[2].grid(alpha=0.3)
     axes[2].legend(fontsize=7)
