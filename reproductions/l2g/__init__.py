@@ -110,13 +110,13 @@ def _write_records(config, ctx, data, accs, device, train_seconds, wall) -> None
             "seeds": len(seeds), **rec.get("protocol", {}),
         }
         bench = f"Omniglot {n_way}-way {k_shot}-shot (standard protocol, test classes)"
-        setting = (f"{data.describe()}; {BASE_TITLES[base]}, trained on {half}-way {tr['k_shot']}-shot episodes in "
-                   f"pairs over disjoint classes; {ev['n_query']} test queries per class")
+        setting = (f"{BASE_TITLES[base]} on standard Omniglot ({data.split}), trained on pairs of {half}-way "
+                   f"{tr['k_shot']}-shot episodes over disjoint classes; {ev['n_query']} test queries per class")
         notes = (rec.get("notes") or "").strip()
         for variant in VARIANTS:
             value, ci = recording.mean_ci95_over_seeds_and_tasks(np.array(accs[(variant, key)]))
-            what = ("L2G (one differentiable inner step on the first episode, the loss after it on the second)"
-                    if variant == "l2g" else "the plain learner on both episodes of each draw (no inner step)")
+            what = ("L2G (bilevel: one inner step on the first episode, judged on the second)"
+                    if variant == "l2g" else "plain learner on both episodes (no inner step)")
             recording.write_record(
                 Path(ctx.root) / "reproductions" / NAME / "results", f"{ctx.config_name}_{variant}_{key}",
                 commit=commit, benchmark=bench, setting=f"{setting}; {what}", metric="accuracy", unit="%",
