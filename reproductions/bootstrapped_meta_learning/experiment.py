@@ -149,7 +149,7 @@ def run_agent(spec: Spec, config: dict, device: torch.device, progress: bool = F
         elif spec.method == "fixed":
             history.clear()
         if meta_loss is not None:
-            check_finite(float(meta_loss), f"{spec.name} meta-loss", u)
+            check_finite(float(meta_loss.detach()), f"{spec.name} meta-loss", u)
             opt.zero_grad(set_to_none=True)
             meta_loss.backward()
             opt.step()
@@ -164,23 +164,40 @@ def run_agent(spec: Spec, config: dict, device: torch.device, progress: bool = F
     return result
 
 
+def _job(spec: Spec, config: dict, device: str, path: Path, progress: bool) -> JobResult:
+    """Run one job and cache it (atomically: a kill never leaves half a file). Top-level, so a worker can run it."""
+    torch.set_num_threads(int(config.get("threads", 1)))
+    result = run_agent(spec, config, torch.device(device), progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recording._atomic_write(path, json.dumps(asdict(result)).encode())
+    return result
+
+
 def run_all(config: dict, ctx: registry.RunContext) -> tuple[list[Spec], list[JobResult], str]:
-    """Every job of ``config`` (cached ones are read back), and the device used."""
+    """Every job of ``config`` (cached ones are read back), and the device used. ``run.workers`` > 1 runs that many
+    jobs at once in separate processes (CPU only; each with ``threads`` threads)."""
     torch.set_num_threads(int(config.get("threads", 1)))
     device = pick_device(ctx.device)
     todo = specs(config)
     cache = Path(ctx.work_dir) / "bootstrapped_meta_learning" / ctx.config_name / registry.fingerprint(
         {k: v for k, v in config.items() if k not in ("record", "threads", "claims", "agents")})
-    results = []
-    for spec in todo:
-        path = cache / f"{registry.fingerprint(asdict(spec))}.json"
-        if path.exists() and not ctx.fresh:
-            results.append(JobResult(**json.loads(path.read_text(encoding="utf-8"))))
-            continue
-        if ctx.eval_only:
-            raise ValueError(f"no finished job at {path}; run `mlatlas repro run bootstrapped_meta_learning` first")
-        result = run_agent(spec, config, device, ctx.progress)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        recording._atomic_write(path, json.dumps(asdict(result)).encode())
-        results.append(result)
-    return todo, results, str(device)
+    paths = {s.name: cache / f"{registry.fingerprint(asdict(s))}.json" for s in todo}
+    done = {s.name: JobResult(**json.loads(paths[s.name].read_text(encoding="utf-8")))
+            for s in todo if paths[s.name].exists() and not ctx.fresh}
+    missing = [s for s in todo if s.name not in done]
+    if missing and ctx.eval_only:
+        raise ValueError(f"no finished job at {paths[missing[0].name]}; run `mlatlas repro run "
+                         "bootstrapped_meta_learning` first")
+    workers = min(int(config["run"].get("workers", 1)), len(missing))
+    if workers > 1 and device.type == "cpu":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {s.name: pool.submit(_job, s, config, "cpu", paths[s.name], False) for s in missing}
+            for name, future in tqdm(futures.items(), desc="BMG jobs", unit="job", disable=not ctx.progress):
+                done[name] = future.result()
+    else:
+        for s in missing:
+            done[s.name] = _job(s, config, str(device), paths[s.name], ctx.progress)
+    return todo, [done[s.name] for s in todo], str(device)
