@@ -78,15 +78,14 @@ def test_observation_is_one_hot_rows_and_columns():
 S, K = 3, 2
 
 
-def rollout(env, x, gen, T=6, dtype=torch.float64):
-    obs = [torch.as_tensor(env.observe(), dtype=dtype)]
-    acts, rews = [], []
+def rollout(env, x, rng, T=6, dtype=torch.float64):
+    obs, acts, rews = [env.observe()], [], []
     for _ in range(T):
-        a = agent.act(x, obs[-1], gen)
-        rews.append(env.step(a.numpy()))
-        acts.append(a)
-        obs.append(torch.as_tensor(env.observe(), dtype=dtype))
-    return agent.Rollout(torch.stack(obs, 1), torch.stack(acts, 1), torch.as_tensor(np.stack(rews, 1), dtype=dtype))
+        acts.append(agent.act(agent.acting_weights(x), obs[-1], rng))
+        rews.append(env.step(acts[-1]))
+        obs.append(env.observe())
+    return agent.Rollout(torch.as_tensor(np.stack(obs, 1), dtype=dtype), torch.as_tensor(np.stack(acts, 1)),
+                         torch.as_tensor(np.stack(rews, 1), dtype=dtype))
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +93,7 @@ def problem():
     """Float64 agents, meta-learners and real rollouts: K for the unroll, one more for f / the target."""
     env = make_env(n=S, seed=3)
     gen = torch.Generator().manual_seed(0)
+    rng = np.random.default_rng(0)
     x0 = {k: v.requires_grad_(True) for k, v in agent.init_params(S, env.obs_dim, 8, N_ACTIONS, gen,
                                                                      torch.float64).items()}
     w = method.init_meta(S, 4, 5, 0.3, gen, torch.float64)
@@ -102,7 +102,7 @@ def problem():
     hp = method.Hyper(lr=0.5, target_lr=0.3, meta_entropy=0.01)
     rolls, feats, x = [], [], x0
     for _ in range(K + 2):
-        rolls.append(rollout(env, x, gen))
+        rolls.append(rollout(env, x, rng))
         feats.append(torch.randn(S, 4, generator=gen, dtype=torch.float64))
         x = method.inner_step(x, rolls[-1], method.entropy_weight(w, feats[-1]).detach(), hp, create_graph=False)
     return x0, w, hp, rolls, feats

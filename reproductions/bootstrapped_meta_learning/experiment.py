@@ -105,23 +105,25 @@ def run_agent(spec: Spec, config: dict, device: torch.device, progress: bool = F
     w = {k: v.to(device).requires_grad_(True)
          for k, v in method.init_meta(n, m["features"], m["hidden"], spec.entropy, gen, dtype).items()}
     opt = torch.optim.Adam(list(w.values()), lr=m["lr"])
-    act_gen = torch.Generator(device=device).manual_seed(run["init_seed"] + 1)
+    act_rng = np.random.default_rng(run["init_seed"] + 1)
     history: list[tuple[agent.Params, agent.Rollout, torch.Tensor]] = []
     reward_hist = torch.zeros(n, m["features"], dtype=dtype, device=device)
     result = JobResult(spec.name)
     sums = np.zeros((3, n))
-    obs = torch.as_tensor(env.observe(), device=device, dtype=dtype)
+    obs = env.observe()
     updates = run["steps"] // T
     for u in tqdm(range(updates), desc=spec.name, unit="update", disable=not progress, mininterval=2.0):
+        weights = agent.acting_weights(x)
         obs_buf, acts, rews = [obs], [], []
         for _ in range(T):
-            action = agent.act(x, obs, act_gen)
-            rews.append(env.step(action.cpu().numpy()))
+            action = agent.act(weights, obs, act_rng)
+            rews.append(env.step(action))
             acts.append(action)
-            obs = torch.as_tensor(env.observe(), device=device, dtype=dtype)
+            obs = env.observe()
             obs_buf.append(obs)
         rewards = torch.as_tensor(np.stack(rews, 1), device=device, dtype=dtype)
-        roll = agent.Rollout(torch.stack(obs_buf, 1), torch.stack(acts, 1), rewards)
+        roll = agent.Rollout(torch.as_tensor(np.stack(obs_buf, 1), device=device, dtype=dtype),
+                             torch.as_tensor(np.stack(acts, 1), device=device), rewards)
         reward_hist = torch.cat([reward_hist[:, 1:], rewards.mean(1, keepdim=True)], 1)
         feat = reward_hist.clone()
         with torch.no_grad():
