@@ -73,6 +73,18 @@ def test_observation_is_one_hot_rows_and_columns():
         env.step(np.array([0, 4]))
 
 
+def test_actions_are_sampled_from_the_policy():
+    gen = torch.Generator().manual_seed(0)
+    x = agent.init_params(2, 30, 8, N_ACTIONS, gen, torch.float64)
+    x["pi_b2"] = torch.tensor([[2.0, 0.0, -1.0, 0.5], [0.0, 0.0, 0.0, 3.0]], dtype=torch.float64)
+    obs = np.zeros((2, 30))
+    probs = torch.softmax(agent.policy_logits(x, torch.as_tensor(obs).unsqueeze(1)).squeeze(1), -1).numpy()
+    rng = np.random.default_rng(0)
+    draws = np.stack([agent.act(agent.acting_weights(x), obs, rng) for _ in range(20_000)])
+    freq = np.stack([(draws == a).mean(0) for a in range(N_ACTIONS)], 1)
+    np.testing.assert_allclose(freq, probs, atol=0.015)
+
+
 # ---------------------------------------------------------------- meta-gradients
 
 S, K = 3, 2
