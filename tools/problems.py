@@ -29,7 +29,9 @@ class CatalogError(Exception):
 
 
 def relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root``; a link is named where it sits, not where it leads."""
+    path = Path(path)
     try:
-        return str(path.resolve().relative_to(root.resolve()))
+        return str((path.parent.resolve() / path.name).relative_to(root.resolve()))
     except ValueError:
         return str(path)
