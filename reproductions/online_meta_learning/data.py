@@ -14,12 +14,15 @@ import gzip
 import hashlib
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import platformdirs
 import requests
+
+from mlatlas import netio
 
 DATA_DIR_ENV = "MLATLAS_DATA_DIR"
 BASE_URL_ENV = "MLATLAS_MNIST_URL"
@@ -35,17 +38,18 @@ class MnistFile:
     name: str
     md5: str  # as published with the dataset (and by torchvision)
     sha256: str  # measured on the official files
+    size: int = 0  # bytes of the official file: a download stops there
 
 
 FILES = {f.name: f for f in [
     MnistFile("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-              "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+              "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 9912422),
     MnistFile("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432",
-              "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+              "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 28881),
     MnistFile("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3",
-              "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+              "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 1648877),
     MnistFile("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c",
-              "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+              "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 4542),
 ]}
 SPLITS = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
           "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
@@ -81,18 +85,18 @@ def fetch(name: str, data_dir: str | os.PathLike | None = None, *, timeout: floa
     if path.exists():
         verify(path, spec)
         return path
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MnistDataError(f"{folder}: cannot create the data folder to download {name} into "
+                             f"({exc.strerror or exc}); pass --data-dir FOLDER where the files are, or a writable one") from None
     part = folder / f"{name}.part"
     sources = [os.environ[BASE_URL_ENV]] if os.environ.get(BASE_URL_ENV) else list(SOURCES)
     errors = []
     for base in sources:
         url = f"{base.rstrip('/')}/{name}"
         try:
-            with requests.get(url, stream=True, timeout=timeout) as resp:
-                resp.raise_for_status()
-                with part.open("wb") as fh:
-                    for chunk in resp.iter_content(1 << 16):
-                        fh.write(chunk)
+            _download(url, part, spec, timeout)
             verify(part, spec)
         except (requests.RequestException, MnistDataError) as exc:
             errors.append(f"{url}: {exc}")
@@ -102,6 +106,27 @@ def fetch(name: str, data_dir: str | os.PathLike | None = None, *, timeout: floa
         return path
     raise MnistDataError(f"{name}: could not be downloaded ({'; '.join(errors)}); put the official file in {folder} "
                          "by hand, or point --data-dir / $MLATLAS_DATA_DIR at a folder that holds it")
+
+
+def _download(url: str, part: Path, spec: MnistFile, deadline: float) -> None:
+    """``url`` into ``part`` within ``deadline`` seconds in all, never more than the official file's size."""
+    end = time.monotonic() + deadline
+    opened: list[requests.Response] = []
+
+    def work(cancelled) -> None:
+        with requests.get(url, stream=True, timeout=deadline, headers={"Accept-Encoding": "identity"}) as resp:
+            opened.append(resp)
+            resp.raise_for_status()
+            with part.open("wb") as fh:
+                for chunk in netio.chunks(resp, cancelled, end, max_bytes=spec.size or 1 << 62):
+                    fh.write(chunk)
+
+    try:
+        netio.within(deadline, work, url)
+    except netio.DeadlineExceeded:
+        for resp in opened:
+            netio.abort(resp)
+        raise
 
 
 def read_idx(path: Path) -> np.ndarray:
