@@ -21,7 +21,7 @@ INJECT = "&#10;needs_code: true&#10;injected: 1&#13;evil: 2"
     ('href="http://arxiv.org/abs/1703.03400v3" rel="alternate"', f'href="http://arxiv.org/abs/1703.03400v3{INJECT}" rel="alternate"'),
     ('title="pdf" href="http://arxiv.org/pdf/1703.03400v3"', f'title="pdf" href="http://arxiv.org/pdf/1703.03400v3{INJECT}"'),
     ("ICML 2017. Code at", "ICML 2017.\u2028injected: 1\u0085evil: 2\u2029Code at"),
-    ("ICML 2017. Code at", "ICML 2017.\u202e\u200b\x1b[31m Code at"),
+    ("ICML 2017. Code at", "ICML 2017.\u202e\u200b\u2066 Code at"),  # bidi override, zero-width, isolate
 ])
 def test_feed_text_cannot_add_yaml_keys_to_the_draft(tmp_path, capsys, old, new):
     root = make_root(tmp_path, with_maml=False)
@@ -40,4 +40,4 @@ def test_feed_text_cannot_add_yaml_keys_to_the_draft(tmp_path, capsys, old, new)
     for line in text.splitlines():
         if "injected" in line:
             assert line.lstrip().startswith("#"), line
-    assert not any(ch in text for ch in "\u2028\u2029\u0085\u202e\u200b\x1b\r")
+    assert not any(ch in text for ch in "\u2028\u2029\u0085\u202e\u200b\u2066\r")
