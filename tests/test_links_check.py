@@ -91,7 +91,7 @@ def test_reset_is_reported_as_a_reset(results):
 
 def test_transient_failures_are_retried_and_definite_ones_are_not(results):
     _, hits, _ = results
-    assert hits["/missing"] == 2  # HEAD said 404, GET confirmed it; no retry
+    assert hits["/missing"] == 4  # HEAD said 404, GET agreed; no retry, but a second try confirms the verdict
     assert hits["/flaky"] == 3  # HEAD 503 + GET 503, retry: HEAD 200
     assert hits["/down"] == 4  # (HEAD + GET) x (1 try + 1 retry), then "unknown"
     assert hits["/head-refused"] == 2
@@ -158,6 +158,32 @@ def test_definite_answers_are_cached_and_unknown_ones_are_not(tmp_path):
     assert not again[server.url("/down")].cached
     assert not expired[server.url("/ok")].cached
     assert set(json.loads(cache_path.read_text())) == {server.url("/ok"), server.url("/missing")}
+
+
+def test_one_transient_404_is_not_a_dead_link():
+    # HEAD 404, GET 404 (a dead answer), then the confirming try: HEAD 200
+    with LocalServer({"/blip": [Reply(404), Reply(404), Reply(200)]}) as server:
+        result = checker(retries=0).check_one(server.url("/blip"))
+    assert (result.status, result.code) == ("ok", 200)
+    assert "a first try answered 404" in result.note
+
+
+def test_dead_answers_are_cached_far_shorter_than_ok_ones(tmp_path):
+    cache_path = tmp_path / "links.json"
+    two_hours_ago = time.time() - 2 * 3600
+    cache_path.write_text(json.dumps({
+        "https://a.example/ok": {"url": "https://a.example/ok", "status": "ok", "code": 200, "checked_at": two_hours_ago},
+        "https://a.example/dead": {"url": "https://a.example/dead", "status": "dead", "code": 404,
+                                   "checked_at": two_hours_ago},
+        "https://a.example/future": {"url": "https://a.example/future", "status": "ok", "code": 200,
+                                     "checked_at": time.time() + 10 * 24 * 3600},
+    }))
+    cache = LinkCache(cache_path, ttl=24 * 3600)
+    assert cache.dead_ttl == 3600
+    assert cache.get("https://a.example/ok").cached
+    assert cache.get("https://a.example/dead") is None  # two hours: too old for a dead answer
+    assert cache.get("https://a.example/future") is None
+    assert LinkCache(cache_path, ttl=24 * 3600, dead_ttl=3 * 3600).get("https://a.example/dead").cached
 
 
 def test_a_broken_cache_file_is_ignored(tmp_path):

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from mlatlas.arxiv import ArxivClient, ArxivEntry, parse_arxiv_id
 from mlatlas.models import DOI_PATTERN, SLUG_PATTERN, LabelVocabulary, Paper, TopicVocabulary, VenueVocabulary
 from mlatlas.problems import Problem, relative
+from mlatlas.yamlio import YamlError, parse_text, read_text
 
 TODO = "TODO(contributor)"
 PAPERS = Path("catalog") / "papers"
@@ -47,11 +48,18 @@ def existing_entries(root: Path) -> list[Existing]:
     """Every paper file, read leniently (a half-finished draft still counts as 'already there')."""
     found = []
     for path in sorted((root / PAPERS).glob("*.yaml")):
-        text = path.read_text(encoding="utf-8")
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError:
-            data = None
+            text = read_text(path, root=root)
+        except YamlError as exc:  # a folder, a special file, undecodable bytes: no way to tell what it holds
+            raise AddError(f"{Problem(relative(path, root), exc.line, '', exc.message)}; fix it first "
+                           "(mlatlas validate lists every problem)") from None
+        try:
+            data = parse_text(text, path).data
+        except YamlError:  # duplicate keys, anchors, broken YAML: read leniently
+            try:
+                data = yaml.safe_load(text)
+            except (yaml.YAMLError, RecursionError):
+                data = None
         data = data if isinstance(data, dict) else {}
         ids = data.get("ids") if isinstance(data.get("ids"), dict) else {}
         arxiv = ids.get("arxiv")
@@ -71,8 +79,11 @@ def _describe(entry: Existing) -> str:
 def _read_vocab(root: Path, name: str, model):
     path = root / "catalog" / "vocab" / name
     try:
-        return model.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        return model.model_validate(parse_text(read_text(path, root=root), path).data)
+    except YamlError as exc:
+        raise AddError(f"{Problem(relative(path, root), exc.line, '', exc.message)}; run `mlatlas validate` and fix "
+                       "it first") from None
+    except ValidationError as exc:
         raise AddError(f"cannot read {relative(path, root)} ({type(exc).__name__}); run `mlatlas validate` and fix it first") from exc
 
 
@@ -122,6 +133,17 @@ def _scalar(value) -> str:
     return text.strip().removesuffix("...").strip()
 
 
+_LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff\u200b-\u200f\u202a-\u202e\u2066-\u2069]+")
+
+
+def _plain(value, limit: int = 300) -> str:
+    """Text from outside (the feed) made safe for one comment line: no line breaks of any kind (YAML also
+    breaks lines at U+0085, U+2028 and U+2029), no control or bidirectional-override characters, spaces
+    collapsed, at most ``limit`` characters."""
+    text = " ".join(_LINE_BREAKS.sub(" ", str(value)).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _choices(ids: list[str]) -> str:
     return ", ".join(ids)
 
@@ -144,15 +166,16 @@ def render_draft(
         "# Facts from arXiv are filled in; the lines marked TODO are yours to fill (see CONTRIBUTING.md).",
         "# `mlatlas validate` and `mlatlas todo` list what is still missing, with line numbers.",
         f"# arXiv record: v{entry.version or '?'}, last updated {entry.updated.date().isoformat()}, "
-        f"primary category {entry.primary_category or '?'} ({', '.join(entry.categories) or 'none'})",
+        f"primary category {_plain(entry.primary_category or '?', 40)} "
+        f"({_plain(', '.join(entry.categories), 200) or 'none'})",
     ]
     if entry.comment:
-        lines.append(f"# arXiv comment: {entry.comment}")
+        lines.append(f"# arXiv comment: {_plain(entry.comment)}")
     if entry.journal_ref:
-        lines.append(f"# arXiv journal_ref: {entry.journal_ref}")
+        lines.append(f"# arXiv journal_ref: {_plain(entry.journal_ref)}")
     for name, url in (("abstract page", entry.abs_url), ("PDF", entry.pdf_url)):
         if url:
-            lines.append(f"# arXiv {name}: {url}")
+            lines.append(f"# arXiv {name}: {_plain(url, 200)}")
     lines += [f"id: {paper_id}", f"title: {_scalar(entry.title)}"]
     if method:
         lines.append(f"method: {_scalar(method.group(1).strip())}  # from the title; check it")
@@ -185,7 +208,7 @@ def render_draft(
     if entry.doi and re.match(DOI_PATTERN, entry.doi):
         lines.append(f"  doi: {_scalar(entry.doi)}")
     elif entry.doi:  # arXiv's field is free text; keep an odd value visible without breaking the entry
-        lines.append(f"  # arXiv gives the DOI as {entry.doi!r}, which is not a plain DOI; add it as doi: if it is one")
+        lines.append(f"  # arXiv gives the DOI as {_plain(repr(entry.doi), 120)}, which is not a plain DOI; add it as doi: if it is one")
     lines += [
         "code:",
         f'  status: ""  # {TODO}: official (the authors\' code), community (others\' code) or none',
@@ -303,7 +326,12 @@ def leftover_todos(root: Path) -> list[Problem]:
     problems = []
     for path in sorted((root / "catalog").rglob("*.yaml")):
         keys: list[tuple[int, str]] = []  # (indent, key) of the mappings enclosing the current line
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            text = read_text(path, root=root)
+        except YamlError as exc:
+            problems.append(Problem(relative(path, root), exc.line, "", exc.message))
+            continue
+        for number, line in enumerate(text.splitlines(), start=1):
             found = re.match(r"^(\s*)(?:-\s+)?([\w$.\-]+):(?:\s|$)", line)
             if found:
                 indent = len(found.group(1))

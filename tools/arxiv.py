@@ -23,6 +23,7 @@ import requests
 from defusedxml import DefusedXmlException
 
 from mlatlas import __version__
+from mlatlas.netio import TooLarge, get_body
 
 DEFAULT_API_URL = "https://export.arxiv.org/api/query"
 API_URL_ENV = "MLATLAS_ARXIV_API"
@@ -183,6 +184,9 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
 
 
+MAX_RESPONSE_BYTES = 8 * 1024 * 1024  # a feed of a few hundred entries is well under 1 MiB
+
+
 class ArxivClient:
     """A polite arXiv API client: one request at a time, ``delay`` seconds apart, retried with backoff."""
 
@@ -196,10 +200,12 @@ class ArxivClient:
         max_retry_after: float = 120.0,
         session: requests.Session | None = None,
         stamp: Path | None = None,
+        max_bytes: int = MAX_RESPONSE_BYTES,
     ):
         self.api_url = api_url or os.environ.get(API_URL_ENV) or DEFAULT_API_URL
         self.delay = float(delay if delay is not None else os.environ.get(DELAY_ENV, 3.0))
-        self.timeout = timeout
+        self.timeout = timeout  # for each whole request: connecting, headers and body
+        self.max_bytes = max_bytes  # as sent (compressed); four times that once decoded
         self.retries = retries
         self.backoff = self.delay if backoff is None else backoff  # first wait after a failure
         self.max_retry_after = max_retry_after
@@ -239,7 +245,11 @@ class ArxivClient:
             with self._lock:
                 self._wait_turn()
                 try:
-                    response = self.session.get(self.api_url, params=params, timeout=self.timeout)
+                    response, body = get_body(self.session, self.api_url, params=params, deadline_s=self.timeout,
+                                              timeout=self.timeout, max_bytes=self.max_bytes,
+                                              max_decoded=self.max_bytes * 4)
+                except TooLarge as exc:  # the same server will send the same again
+                    raise ArxivError(f"{self.api_url}: {exc}; not an arXiv API answer") from exc
                 except requests.Timeout:
                     problem = f"no answer within {self.timeout:g} s"
                     response = None
@@ -251,9 +261,9 @@ class ArxivClient:
                 finally:
                     self._stamp_now()
             if response is not None:
-                if response.status_code == 200 and not response.content.startswith(b"Rate exceeded"):
-                    return response.content
-                if response.status_code == 429 or response.content.startswith(b"Rate exceeded"):
+                if response.status_code == 200 and not body.startswith(b"Rate exceeded"):
+                    return body
+                if response.status_code == 429 or body.startswith(b"Rate exceeded"):
                     problem = "arXiv asked us to slow down (429)"
                     asked = retry_after_seconds(response.headers.get("Retry-After"))
                     if asked is not None:

@@ -4,11 +4,12 @@ catalog, and facts two entries must never share. Each file has already passed it
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mlatlas.catalog import Catalog
 from mlatlas.models import VENUE_PATTERN, Paper
@@ -18,6 +19,8 @@ from mlatlas.suggest import closest, hint
 from mlatlas.yamlio import YamlError, read_yaml
 
 _VENUE = re.compile(VENUE_PATTERN)
+_ARXIV_HOSTS = {h: "arxiv.org" for h in ("export.arxiv.org", "lanl.arxiv.org", "browse.arxiv.org",
+                                            "xxx.lanl.gov", "xxx.itp.ac.cn", "de.arxiv.org", "es.arxiv.org")}
 _ARXIV_URL = re.compile(r"^arxiv\.org/(?:abs|pdf|html)/(?P<id>[^?#]+?)(?:v\d+)?(?:\.pdf)?/?$")
 
 
@@ -32,7 +35,7 @@ class _Reporter:
         doc = self.catalog.docs.get(path)
         if doc is None:  # result records are not kept; read the file again (only when reporting)
             try:
-                doc = read_yaml(path)
+                doc = read_yaml(path, root=self.catalog.root)
             except YamlError:
                 return 0
         return doc.line_of(loc)
@@ -48,13 +51,24 @@ class _Reporter:
 _NOT_WORD = re.compile(r"[^\w\s]")
 
 
+# Letters of other scripts that look like Latin ones (the common Cyrillic and Greek confusables): a title
+# retyped with them is still the same title.
+_HOMOGLYPHS = str.maketrans(
+    "АВЕЅІЈКМНОРСТХУаеіјорсхуѕһԁԛԝмнтвкΑΒΕΖΗΙΚΜΝΟΡΤΥΧαικνορτυχ",
+    "ABESIJKMHOPCTXYaeijopcxyshdqwmhtbkABEZHIKMNOPTYXaiknoptux",
+)
+
+
 def normalise_title(title: str) -> str:
-    """Case, accents, punctuation and spacing removed: 'Meta-Learning: A Survey' -> 'meta learning a survey'."""
+    """Case, accents, punctuation, spacing, invisible characters and lookalike letters of other scripts removed:
+    'Meta-Learning: A Survey' -> 'meta learning a survey'."""
     if title.isascii():  # most titles: no accents to strip, and lower() is casefold() for ASCII
         text = title.lower()
     else:
-        text = unicodedata.normalize("NFKD", title).casefold()
-        text = "".join(ch for ch in text if not unicodedata.combining(ch))
+        # format characters (zero-width space and joiners, soft hyphen, BOM, bidi marks) are invisible: drop them
+        text = "".join(ch for ch in title if unicodedata.category(ch) != "Cf")
+        text = unicodedata.normalize("NFKD", text.translate(_HOMOGLYPHS)).casefold()
+        text = "".join(ch for ch in text if not unicodedata.combining(ch)).translate(_HOMOGLYPHS)
     return " ".join(_NOT_WORD.sub(" ", text).split())
 
 
@@ -62,13 +76,18 @@ def link_key(url: str) -> str:
     """What makes two links the same document: host case, 'www.', trailing slashes, fragments and arXiv
     versions do not count, and every arXiv URL form reduces to its id."""
     parts = urlsplit(url)
-    host = parts.netloc.lower().removeprefix("www.")
+    host = parts.netloc.lower().removeprefix("www.").split(":")[0]
     path = parts.path.rstrip("/")
-    arxiv = _ARXIV_URL.match(f"{host}{path}")
+    arxiv = _ARXIV_URL.match(f"{_ARXIV_HOSTS.get(host, host)}{unquote(path)}")
     if arxiv:
         return f"arxiv:{arxiv.group('id').lower()}"
-    if host in {"doi.org", "dx.doi.org"}:
-        return f"doi:{path.lstrip('/').lower()}"
+    if host in {"doi.org", "dx.doi.org"}:  # the slash may come escaped (%2F), and DOIs ignore case
+        return f"doi:{unquote(path).lstrip('/').lower()}"
+    if host == "github.com":  # owner and repository ignore case, and 'x.git' is the same repository as 'x'
+        segments = unquote(path).lower().split("/")
+        if len(segments) >= 3:
+            segments[2] = segments[2].removesuffix(".git")
+        return urlunsplit(("https", host, "/".join(segments), "", ""))
     return urlunsplit(("https", host, path, parts.query, ""))
 
 
@@ -214,7 +233,31 @@ def _check_references(rep: _Reporter) -> None:
             rep.add(path, ("paper_value", "paper"), f"no catalog paper {source!r}{hint(source, ids)}")
 
 
-CHECKS = (_check_file_names, _check_shared, _check_vocabulary, _check_references)
+def _check_dates(rep: _Reporter) -> None:
+    """A paper's date and the day it was added cannot lie in the future, and it cannot be added before it
+    appeared. Tomorrow is still allowed: 'today' differs around the world."""
+    latest = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)
+    for pid, paper in rep.catalog.papers.items():
+        path = rep.catalog.files[pid]
+        if paper.date > latest:
+            rep.add(path, ("date",), f"date {paper.date.isoformat()} is in the future")
+        if paper.added > latest:
+            rep.add(path, ("added",), f"added {paper.added.isoformat()} is in the future")
+        if paper.added < paper.date:
+            rep.add(path, ("added",), f"added {paper.added.isoformat()} is before the paper's date "
+                                      f"{paper.date.isoformat()}; an entry joins the atlas after the paper appears")
+
+
+def _check_invisible(rep: _Reporter) -> None:
+    """Invisible characters in a title hide it from search and from the duplicate check's eye."""
+    for pid, paper in rep.catalog.papers.items():
+        hidden = sorted({f"U+{ord(ch):04X}" for ch in paper.title if unicodedata.category(ch) in ("Cf", "Cc")})
+        if hidden:
+            rep.add(rep.catalog.files[pid], ("title",), f"title holds invisible characters ({', '.join(hidden)}); "
+                                                        "type it again without them")
+
+
+CHECKS = (_check_file_names, _check_shared, _check_vocabulary, _check_references, _check_dates, _check_invisible)
 
 
 def check_catalog(catalog: Catalog) -> list[Problem]:

@@ -54,4 +54,4 @@ def catalog_to_json(catalog: Catalog) -> dict[str, Any]:
 
 
 def write_catalog_json(catalog: Catalog, path: Path) -> None:
-    write_text_atomic(path, json.dumps(catalog_to_json(catalog), indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(path, json.dumps(catalog_to_json(catalog), indent=2, ensure_ascii=False, allow_nan=False) + "\n")

@@ -30,6 +30,8 @@ from tqdm import tqdm
 from mlatlas import __version__
 from mlatlas.arxiv import retry_after_seconds
 from mlatlas.models import Paper
+from mlatlas.netio import DeadlineExceeded, abort, within
+from mlatlas.yamlio import YamlError, read_text
 
 USER_AGENT = f"mlatlas/{__version__} (Meta-Learning Atlas link checker)"
 CACHE_FILE = Path(".mlatlas-cache") / "links.json"
@@ -93,16 +95,16 @@ def links_in_text(rel_path: str, text: str) -> list[LinkRef]:
     into URLs); files that do not validate still give the URLs written in them."""
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return []  # `mlatlas validate` reports broken YAML
-    pairs: list[tuple[str, str]] = []
-    if rel_path.startswith("catalog/papers/") and isinstance(data, dict):
-        try:
-            pairs = Paper.model_validate(data).all_links()
-        except ValidationError:
+        pairs: list[tuple[str, str]] = []
+        if rel_path.startswith("catalog/papers/") and isinstance(data, dict):
+            try:
+                pairs = Paper.model_validate(data).all_links()
+            except ValidationError:
+                pairs = _walk_urls(data)
+        else:
             pairs = _walk_urls(data)
-    else:
-        pairs = _walk_urls(data)
+    except (yaml.YAMLError, RecursionError):
+        return []  # `mlatlas validate` reports broken YAML and nesting too deep to read
     return [LinkRef(url=url, file=rel_path, field=where) for where, url in pairs]
 
 
@@ -113,11 +115,21 @@ def _catalog_files(root: Path) -> list[str]:
     return files
 
 
+def _text(root: Path, rel: str) -> str:
+    """A catalog file's text, or :class:`LinksError` as ``path:line: message`` (a folder, a special file, a
+    link outside the repository, undecodable bytes)."""
+    try:
+        return read_text(root / rel, root=root)
+    except YamlError as exc:
+        where = f"{rel}:{exc.line}" if exc.line else rel
+        raise LinksError(f"{where}: {exc.message}; fix it first (mlatlas validate lists every problem)") from None
+
+
 def collect_links(root: Path) -> list[LinkRef]:
     """Every link in the catalog."""
     refs: list[LinkRef] = []
     for rel in _catalog_files(root):
-        refs += links_in_text(rel, (root / rel).read_text(encoding="utf-8"))
+        refs += links_in_text(rel, _text(root, rel))
     return refs
 
 
@@ -139,15 +151,15 @@ def changed_links(root: Path, ref: str) -> list[LinkRef]:
     old_urls: set[str] = set()
     for rel in _catalog_files(root):
         if rel not in changed:
-            old_urls |= {r.url for r in links_in_text(rel, (root / rel).read_text(encoding="utf-8"))}
+            old_urls |= {r.url for r in links_in_text(rel, _text(root, rel))}
     for rel in changed:
         before = _git(root, "show", f"{ref}:{rel}")
         if before.returncode == 0:
             old_urls |= {r.url for r in links_in_text(rel, before.stdout)}
     refs: list[LinkRef] = []
     for rel in sorted(changed):
-        if (root / rel).is_file():
-            refs += [r for r in links_in_text(rel, (root / rel).read_text(encoding="utf-8")) if r.url not in old_urls]
+        if (root / rel).exists() or (root / rel).is_symlink():
+            refs += [r for r in links_in_text(rel, _text(root, rel)) if r.url not in old_urls]
     return refs
 
 
@@ -156,12 +168,17 @@ def changed_links(root: Path, ref: str) -> list[LinkRef]:
 # ------------------------------------------------------------------------------------------------
 
 
-class LinkCache:
-    """``.mlatlas-cache/links.json``: ok/dead answers younger than ``ttl`` seconds are reused."""
+DEAD_TTL_FRACTION = 1 / 24  # a dead answer is trusted for 1/24 of the time an ok one is (1 h of the default 24 h)
 
-    def __init__(self, path: Path, ttl: float):
+
+class LinkCache:
+    """``.mlatlas-cache/links.json``: ok answers younger than ``ttl`` seconds are reused, dead ones only for
+    ``dead_ttl`` (far shorter: a link that failed may be back soon, and a red CI should not outlive it)."""
+
+    def __init__(self, path: Path, ttl: float, dead_ttl: float | None = None):
         self.path = path
         self.ttl = ttl
+        self.dead_ttl = ttl * DEAD_TTL_FRACTION if dead_ttl is None else min(dead_ttl, ttl)
         self.entries: dict[str, dict] = {}
         try:
             loaded = json.loads(path.read_text(encoding="utf-8"))
@@ -172,7 +189,14 @@ class LinkCache:
 
     def get(self, url: str) -> LinkResult | None:
         entry = self.entries.get(url)
-        if not entry or time.time() - float(entry.get("checked_at", 0)) > self.ttl:
+        if not entry:
+            return None
+        ttl = self.ttl if entry.get("status") == "ok" else self.dead_ttl
+        try:
+            age = time.time() - float(entry.get("checked_at", 0))
+        except (TypeError, ValueError):
+            return None
+        if not 0 <= age <= ttl:  # a time stamp from the future is not trusted either
             return None
         try:
             return LinkResult(**{**entry, "cached": True})
@@ -208,9 +232,10 @@ class LinkChecker:
         dns_control: str | None = None,
         verify: bool | str = True,
     ):
-        self.timeout = timeout
+        self.timeout = timeout  # for each whole request (HEAD, then GET when needed)
         self.retries = retries
         self.backoff = backoff
+        self.confirm_after = min(backoff, 5.0)  # pause before the second try that confirms a dead answer
         self.per_host = per_host
         self.workers = workers
         self.max_retry_after = max_retry_after
@@ -271,18 +296,44 @@ class LinkChecker:
         return answer
 
     def _request(self, url: str) -> requests.Response:
-        """HEAD, then GET when HEAD is refused or fails (many servers mishandle HEAD)."""
+        """HEAD, then GET when HEAD is refused or fails (many servers mishandle HEAD); the whole exchange must end
+        within ``timeout`` seconds (a server trickling its headers cannot hold the check)."""
         session = self._session()
-        response = session.head(url, allow_redirects=True, timeout=self.timeout)
-        if response.status_code >= 400 and response.status_code != 429:
-            response.close()
-            response = session.get(url, allow_redirects=True, timeout=self.timeout, stream=True)
-        response.close()  # only the status matters; never download bodies
-        return response
+        opened: list[requests.Response] = []
+
+        def exchange(cancelled) -> requests.Response:
+            response = session.head(url, allow_redirects=True, timeout=self.timeout)
+            opened.append(response)
+            if response.status_code >= 400 and response.status_code != 429 and not cancelled.is_set():
+                response.close()
+                response = session.get(url, allow_redirects=True, timeout=self.timeout, stream=True)
+                opened.append(response)
+            response.close()  # only the status matters; never download bodies
+            return response
+
+        try:
+            return within(self.timeout, exchange, url)
+        except DeadlineExceeded:
+            for response in opened:
+                abort(response)
+            raise
 
     # -- one link --------------------------------------------------------------------------------
 
     def check_one(self, url: str) -> LinkResult:
+        """The link's status; a dead answer is trusted only when a second request, a moment later, agrees
+        (one transient 404 from a flaky server or CDN must not turn CI red)."""
+        first = self._check_once(url)
+        if first.status != "dead" or first.code is None:  # a name that does not resolve needs no second try
+            return first
+        time.sleep(self.confirm_after)
+        second = self._check_once(url)
+        if second.status == "dead":
+            return first
+        second.note = (f"{second.note}; " if second.note else "") + f"a first try answered {first.code}"
+        return second
+
+    def _check_once(self, url: str) -> LinkResult:
         host = urlsplit(url).hostname
         if not host:
             return LinkResult(url, "dead", note="not a URL with a host name")

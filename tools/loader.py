@@ -36,7 +36,7 @@ def _load_papers(catalog: Catalog, folder: Path, problems: list[Problem]) -> Non
         problems.append(Problem(relative(stray, root), 0, "", "paper files end in '.yaml'; rename it"))
     papers: dict[str, Paper] = {}
     paths = sorted(folder.glob("*.yaml"), key=_name_order)
-    for path, parsed in zip(paths, read_many(paths)):
+    for path, parsed in zip(paths, read_many(paths, root)):
         paper, doc = model_from(parsed, path, Paper, root, problems)
         if doc is not None:
             catalog.docs[path] = doc

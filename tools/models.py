@@ -47,9 +47,10 @@ HttpsUrl = Annotated[str, StringConstraints(max_length=500), AfterValidator(_htt
 
 
 class Strict(BaseModel):
-    """Base for all catalog models: unknown fields are errors, so typos never pass silently."""
+    """Base for all catalog models (and result records): unknown fields are errors, so typos never pass silently;
+    NaN and infinity are no numbers anyone reported, and strict JSON (catalog.json) cannot hold them."""
 
-    model_config = ConfigDict(extra="forbid", frozen=False, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=False, str_strip_whitespace=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,12 @@ class CatalogError(Exception):
 
 
 def relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)
+    """``path`` relative to ``root``; a link is named where it sits, not where it leads."""
+    path = Path(path)
+    for mine, base in ((Path(os.path.abspath(path)), Path(os.path.abspath(root))),
+                       (path.parent.resolve() / path.name, Path(root).resolve())):
+        try:
+            return str(mine.relative_to(base))
+        except ValueError:
+            continue
+    return str(path)

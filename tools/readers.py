@@ -87,7 +87,7 @@ def validation_problems(exc: ValidationError, doc: YamlDoc, path_text: str) -> l
 
 def read_model(path: Path, model: type[M], root: Path, problems: list[Problem]) -> tuple[M | None, YamlDoc | None]:
     """The validated model and the parsed file; on failure None and the problems appended."""
-    return model_from(read_or_error(path), path, model, root, problems)
+    return model_from(read_or_error(path, root), path, model, root, problems)
 
 
 def model_from(

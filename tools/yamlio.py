@@ -10,6 +10,7 @@ reported, by composing the file again (problems are rare, catalogs are large).
 from __future__ import annotations
 
 import os
+import stat
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -192,46 +193,87 @@ def parse_text(text: str, path: Path) -> YamlDoc:
     return YamlDoc(path=path, text=text, data=data)
 
 
-def read_yaml(path: Path, max_bytes: int = MAX_BYTES) -> YamlDoc:
-    """Read and parse one file; every failure is a :class:`YamlError`, never another exception."""
+def read_regular(path: Path, max_bytes: int = MAX_BYTES, root: Path | None = None) -> bytes:
+    """The bytes of ``path`` if it is a regular file (inside ``root`` when given, links resolved) of at most
+    ``max_bytes``; a :class:`YamlError` otherwise. A FIFO, device, socket or folder is never read: the file is
+    opened without blocking and checked before the first byte is read."""
+    if root is not None:
+        real, base = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+        if not real.is_relative_to(base):
+            raise YamlError(0, f"a link to {real}, outside the repository; only files inside it are read")
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise YamlError(
-                0, f"file is {size:,} bytes, over the limit of {max_bytes:,} bytes ({max_bytes // 1024} KiB) for one file"
-            )
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except IsADirectoryError:
+        raise YamlError(0, "a folder, not a regular file; only regular files belong here") from None
     except OSError as exc:
         raise YamlError(0, f"cannot read file: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = ("a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode)
+                    else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+                    else "a socket" if stat.S_ISSOCK(info.st_mode) else "a special file")
+            raise YamlError(0, f"{kind}, not a regular file; only regular files belong here")
+        if info.st_size > max_bytes:
+            raise YamlError(
+                0, f"file is {info.st_size:,} bytes, over the limit of {max_bytes:,} bytes ({max_bytes // 1024} KiB) for one file"
+            )
+        chunks, size = [], 0
+        while size <= max_bytes:
+            chunk = os.read(fd, min(1 << 16, max_bytes + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > max_bytes:  # grew while being read
+            raise YamlError(0, f"file is over the limit of {max_bytes:,} bytes ({max_bytes // 1024} KiB) for one file")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise YamlError(0, f"cannot read file: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def read_yaml(path: Path, max_bytes: int = MAX_BYTES, root: Path | None = None) -> YamlDoc:
+    """Read and parse one file; every failure is a :class:`YamlError`, never another exception. With ``root``,
+    a file (or a link) that leads outside ``root`` is refused."""
+    return parse_text(read_text(path, max_bytes, root), path)
+
+
+def read_text(path: Path, max_bytes: int = MAX_BYTES, root: Path | None = None) -> str:
+    """The text of a catalog file (a regular file, within the size limit, UTF-8 without NUL bytes); every
+    failure is a :class:`YamlError` with the line where it is, never another exception."""
+    raw = read_regular(path, max_bytes, root)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise YamlError(raw[: exc.start].count(b"\n") + 1, "file is not valid UTF-8 text") from None
     if "\x00" in text:
         raise YamlError(text[: text.index("\x00")].count("\n") + 1, "file holds a NUL byte; it is not text")
-    return parse_text(text, path)
+    return text
 
 
-def read_or_error(path: Path) -> YamlDoc | YamlError:
+def read_or_error(path: Path, root: Path | None = None) -> YamlDoc | YamlError:
     try:
-        return read_yaml(path)
+        return read_yaml(path, root=root)
     except YamlError as exc:
         return exc
 
 
-def _parse_file(name: str) -> tuple[str, Any] | YamlError:
+def _parse_file(name: str, root: str | None = None) -> tuple[str, Any] | YamlError:
     """Worker side of :func:`read_many`: text and data travel back, the path stays with the caller."""
-    parsed = read_or_error(Path(name))
+    parsed = read_or_error(Path(name), Path(root) if root else None)
     return parsed if isinstance(parsed, YamlError) else (parsed.text, parsed.data)
 
 
-def read_many(paths: list[Path]) -> list[YamlDoc | YamlError]:
+def read_many(paths: list[Path], root: Path | None = None) -> list[YamlDoc | YamlError]:
     """:func:`read_yaml` for many files, in order, errors returned rather than raised. Large catalogs are
     parsed by one worker process per CPU core (libyaml parsing is most of the time of validation)."""
     workers = min(os.cpu_count() or 1, 4)
     if len(paths) < PARALLEL_FROM or workers < 2:
-        return [read_or_error(p) for p in paths]
+        return [read_or_error(p, root) for p in paths]
     with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
         chunk = max(1, len(paths) // (workers * 4))
-        parsed = pool.map(_parse_file, [str(p) for p in paths], chunksize=chunk)
+        parsed = pool.map(_parse_file, [str(p) for p in paths], [str(root) if root else None] * len(paths),
+                          chunksize=chunk)
         return [p if isinstance(p, YamlError) else YamlDoc(path, *p) for path, p in zip(paths, parsed)]

@@ -3,6 +3,7 @@ a plot as PNG. The environment (commit, hardware, library versions, date) is fil
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import io
@@ -12,7 +13,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -101,15 +102,72 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+_staged: list[list[tuple[str, Path]]] = []  # open all_or_none() batches: (temp file, final path)
+
+
+def _stage(path: Path, data: bytes) -> str:
+    """Write ``data`` to a flushed temp file next to ``path``; returns the temp file's name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        os.replace(tmp, path)
-    finally:
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        _discard([(tmp, path)])
+        raise
+    return tmp
+
+
+def _discard(pairs: Sequence[tuple[str, Path]]) -> None:
+    for tmp, _ in pairs:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _publish(pairs: Sequence[tuple[str, Path]]) -> None:
+    try:
+        for tmp, final in pairs:
+            os.replace(tmp, final)
+    finally:
+        _discard(pairs)
+
+
+def _write_all(files: Sequence[tuple[Path, bytes]]) -> None:
+    """Write every file or none: all go to temp files first, then are renamed into place (at the end of the
+    enclosing :func:`all_or_none` batch when there is one)."""
+    pairs: list[tuple[str, Path]] = []
+    try:
+        for path, data in files:
+            pairs.append((_stage(path, data), path))
+    except BaseException:
+        _discard(pairs)
+        raise
+    if _staged:
+        _staged[-1].extend(pairs)
+    else:
+        _publish(pairs)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write one file now (flushed temp file, then rename), outside any batch: for work files such as caches."""
+    _publish([(_stage(path, data), path)])
+
+
+@contextlib.contextmanager
+def all_or_none() -> Iterator[None]:
+    """Records written inside are renamed into place together when the block ends without an error; when it
+    raises (or is interrupted), none of them is written and their temp files are removed."""
+    if _staged:  # nested: the outer batch decides
+        yield
+        return
+    _staged.append([])
+    try:
+        yield
+    except BaseException:
+        _discard(_staged.pop())
+        raise
+    _publish(_staged.pop())
 
 
 def _curve_csv(rows: Sequence[dict[str, float]]) -> bytes:
@@ -183,13 +241,15 @@ def write_record(
         "date": dt.datetime.now(dt.timezone.utc).date(),
     }
     record = ResultRecord.model_validate(data)  # raises before anything is written
+    files: list[tuple[Path, bytes]] = []
     if curve:
-        _atomic_write(results_dir / f"{stem}.csv", _curve_csv(curve))
         title = f"{record.reproduction}: {record.benchmark}\n{record.setting}"
-        _atomic_write(results_dir / f"{stem}.png", _curve_png(curve, title, record.metric))
+        files.append((results_dir / f"{stem}.csv", _curve_csv(curve)))
+        files.append((results_dir / f"{stem}.png", _curve_png(curve, title, record.metric)))
     text = yaml.safe_dump(record.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True)
     path = results_dir / f"{stem}.yaml"
-    _atomic_write(path, text.encode())
+    files.append((path, text.encode()))
+    _write_all(files)  # the YAML last: a record never names a curve that is not there
     return path
 
 

@@ -9,6 +9,10 @@ with the same seed ends.
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import io
+import json
 import os
 import tempfile
 import time
@@ -23,7 +27,7 @@ from tqdm import tqdm
 
 from reproductions.core.runtime import NonFiniteError, check_finite, device_rng_states, set_device_rng_states
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: digest header, weights-only content
 
 
 @dataclass
@@ -38,24 +42,102 @@ class LoopState:
     sessions: list[dict] = field(default_factory=list)  # `session_info` of every session that trained
 
 
-def save_checkpoint(path: Path, payload: dict) -> None:
-    """Write atomically: a temp file in the same folder, then rename, so a kill never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be trusted (damaged, truncated, foreign); the message names the file and --fresh."""
+
+
+_MAGIC = b"MLATLAS-CHECKPOINT sha256="
+_DIGEST_LEN = 64
+
+
+def _fsync_dir(folder: Path) -> None:
     try:
-        torch.save(payload, tmp)
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # some systems cannot open a folder; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_orphans(path: Path) -> None:
+    """Delete temporary files a killed save of ``path`` left behind (``<name>*.tmp`` next to it)."""
+    for orphan in path.parent.glob(f"{glob.escape(path.name)}*.tmp"):
+        try:
+            if orphan.is_file() and not orphan.is_symlink():
+                orphan.unlink()
+        except OSError:
+            pass
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Write atomically: the payload with a SHA-256 digest of its bytes goes to a temp file in the same folder,
+    flushed to disk, then renamed over ``path``, so a kill never leaves half a checkpoint. ``payload`` must hold
+    only tensors and plain Python values (it is read back with ``torch.load(weights_only=True)``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphans(path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    body = buffer.getvalue()
+    digest = hashlib.sha256(body).hexdigest().encode()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(_MAGIC + digest + b"\n" + body)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def load_checkpoint(path: Path) -> dict:
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {payload.get('version')} is not {CHECKPOINT_VERSION}")
+def load_checkpoint(path: Path, version: int | None = CHECKPOINT_VERSION) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`: the digest must match and only tensors and plain
+    values are unpickled (no code runs). Anything else is a :class:`CheckpointError` naming the file."""
+    remove_orphans(path)
+    advice = "delete it or start afresh (--fresh)"
+    try:
+        if path.is_symlink() or not path.is_file():
+            raise CheckpointError(f"{path}: not a regular file; {advice}")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc}); {advice}") from exc
+    head = len(_MAGIC) + _DIGEST_LEN + 1
+    if not data:
+        raise CheckpointError(f"{path}: the checkpoint is empty; {advice}")
+    if not data.startswith(_MAGIC) or len(data) < head or data[head - 1:head] != b"\n":
+        raise CheckpointError(f"{path}: not a checkpoint of this project (or an older format); {advice}")
+    digest, body = data[len(_MAGIC):head - 1], data[head:]
+    if hashlib.sha256(body).hexdigest().encode() != digest:
+        raise CheckpointError(f"{path}: the checkpoint is damaged or truncated (its digest does not match); {advice}")
+    try:
+        payload = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
+    except Exception as exc:  # a well-formed digest over content that is not a plain checkpoint
+        raise CheckpointError(f"{path}: the checkpoint cannot be loaded safely ({_first_line(exc)}); {advice}") from exc
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: the checkpoint holds no mapping; {advice}")
+    if version is not None and payload.get("version") != version:
+        raise CheckpointError(f"{path}: checkpoint format {payload.get('version')} is not {version}; {advice}")
     return payload
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def rng_state(rng: np.random.Generator) -> str:
+    """A NumPy generator's state as plain text (its integers exceed 64 bits), for a checkpoint."""
+    return json.dumps(rng.bit_generator.state)
+
+
+def set_rng_state(rng: np.random.Generator, state: str) -> None:
+    rng.bit_generator.state = json.loads(state)
 
 
 def meta_train(
@@ -85,18 +167,24 @@ def meta_train(
     state = LoopState()
     if checkpoint is not None and checkpoint.exists():
         payload = load_checkpoint(checkpoint)
-        if payload["fingerprint"] != fingerprint:
+        if payload.get("fingerprint") != fingerprint:
             raise ValueError(
                 f"{checkpoint} was written by a different configuration; delete it or start afresh (--fresh)"
             )
-        learner.load_state_dict(payload["learner"])
-        optimizer.load_state_dict(payload["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(payload["scheduler"])
-        rng.bit_generator.state = payload["rng"]
-        torch.set_rng_state(payload["torch_rng"])
-        set_device_rng_states(payload.get("device_rng", {}))
-        state = LoopState(**payload["state"])
+        try:
+            learner.load_state_dict(payload["learner"])
+            optimizer.load_state_dict(payload["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(payload["scheduler"])
+            set_rng_state(rng, payload["rng"])
+            torch.set_rng_state(payload["torch_rng"])
+            set_device_rng_states(payload.get("device_rng", {}))
+            state = LoopState(**payload["state"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"{checkpoint}: the checkpoint does not fit this run ({_first_line(exc)}); "
+                "delete it or start afresh (--fresh)"
+            ) from exc
 
     def write_checkpoint() -> None:
         if checkpoint is None:
@@ -109,7 +197,7 @@ def meta_train(
                 "learner": learner.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "rng": rng.bit_generator.state,
+                "rng": rng_state(rng),
                 "torch_rng": torch.get_rng_state(),
                 "device_rng": device_rng_states(),  # CUDA/MPS generators (dropout, augmentation on the device)
                 "state": vars(state).copy(),

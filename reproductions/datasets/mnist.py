@@ -104,7 +104,11 @@ def fetch(name: str, data_dir: str | os.PathLike | None = None, *, base_url: str
     if path.exists():
         verify(path, file)
         return path
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MnistDataError(f"{folder}: cannot create the data folder to download {name} into ({exc}); pass "
+                             f"--data-dir FOLDER where the files are, or a writable one") from exc
     part = folder / (name + ".part")
     chosen = base_url or os.environ.get(BASE_URL_ENV)
     errors = []
@@ -112,7 +116,7 @@ def fetch(name: str, data_dir: str | os.PathLike | None = None, *, base_url: str
         url = f"{base.rstrip('/')}/{name}"
         try:
             omniglot._download(url, part, session=requests.Session(), retries=retries, timeout=timeout,
-                               backoff=1.0, progress=progress)
+                               backoff=1.0, progress=progress, max_size=file.size)  # stop at the pinned size
         except omniglot.OmniglotDataError as exc:  # the shared downloader's error: try the next address
             errors.append(str(exc))
             continue

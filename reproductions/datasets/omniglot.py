@@ -52,11 +52,14 @@ import requests
 from PIL import Image
 from tqdm import tqdm
 
+from mlatlas import netio
+
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/brendenlake/omniglot/master"
 BASE_URL_ENV = "MLATLAS_OMNIGLOT_URL"
 DATA_DIR_ENV = "MLATLAS_DATA_DIR"
 CACHE_DIR_ENV = "MLATLAS_CACHE_DIR"
 CHECKSUM_FILE = "checksums.json"
+DOWNLOAD_DEADLINE_S = 1800.0  # all attempts for one archive (a few MB): minutes on a slow line, never for ever
 IMAGE_SIZE = 28  # the resolution used by Vinyals et al. 2016 and most later few-shot work
 
 
@@ -256,61 +259,92 @@ class _Interrupted(Exception):
 
 
 def _download(url: str, part: Path, *, session: requests.Session, retries: int, timeout: float,
-              backoff: float, progress: bool) -> None:
-    """Stream ``url`` into ``part``, resuming with a Range request after each interruption."""
+              backoff: float, progress: bool, deadline: float = DOWNLOAD_DEADLINE_S, max_size: int | None = None) -> None:
+    """Stream ``url`` into ``part``, resuming with a Range request after each interruption. All attempts
+    together end within ``deadline`` seconds; a body longer than ``max_size`` (the pinned size) is cut off."""
     last_error: Exception | None = None
+    end = time.monotonic() + deadline
     for attempt in range(retries + 1):
         if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
-        have = part.stat().st_size if part.exists() else 0
-        headers = {"Range": f"bytes={have}-"} if have else {}
+            time.sleep(min(backoff * 2 ** (attempt - 1), max(0.0, end - time.monotonic())))
+        if time.monotonic() >= end:
+            last_error = netio.DeadlineExceeded(f"no complete download within {deadline:g} s")
+            break
+        opened: list[requests.Response] = []
         try:
-            with session.get(url, headers=headers, stream=True, timeout=timeout) as resp:
-                if resp.status_code == 416:  # our partial file is not a prefix the server knows: start over
-                    part.unlink(missing_ok=True)
-                    last_error = _Interrupted(f"server refused to resume at byte {have}")
-                    continue
-                if resp.status_code == 404:
-                    raise OmniglotDataError(f"{url}: not found (HTTP 404); check --base-url / ${BASE_URL_ENV}")
-                if resp.status_code >= 500:
-                    last_error = requests.HTTPError(f"HTTP {resp.status_code}")
-                    continue
-                if resp.status_code not in (200, 206):
-                    raise OmniglotDataError(f"{url}: HTTP {resp.status_code} {resp.reason}")
-                resumed = resp.status_code == 206 and have > 0
-                if resumed and not resp.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
-                    part.unlink(missing_ok=True)  # the server resumed somewhere else: start over
-                    last_error = _Interrupted(f"unexpected Content-Range {resp.headers.get('Content-Range')!r}")
-                    continue
-                if not resumed:
-                    have = 0  # the server sent the whole file
-                length = resp.headers.get("Content-Length")
-                total = have + int(length) if length is not None else None
-                with part.open("ab" if resumed else "wb") as fh, tqdm(
-                    total=total, initial=have, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"),
-                    disable=not progress, leave=False,
-                ) as bar:
-                    for chunk in resp.iter_content(chunk_size=1 << 16):
-                        fh.write(chunk)
-                        bar.update(len(chunk))
-                got = part.stat().st_size
-                if total is not None and got != total:
-                    raise _Interrupted(f"received {got:,} of {total:,} bytes")
-                return
+            outcome = netio.within(end - time.monotonic(), lambda cancelled: _attempt(
+                url, part, session, timeout, progress, end, max_size, cancelled, opened), url)
+        except netio.DeadlineExceeded as exc:
+            for resp in opened:
+                netio.abort(resp)
+            last_error = netio.DeadlineExceeded(f"no complete download within {deadline:g} s")
+            break
         except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
                 _Interrupted) as exc:
             last_error = exc
+            continue
+        if outcome is None:
+            return
+        last_error = outcome
     kept = f"The partial file {part} is kept; run again to resume" if part.exists() else "Run again"
     raise OmniglotDataError(
-        f"{url}: download failed after {retries + 1} attempts ({last_error}). {kept}, or put {part.name.removesuffix('.part')} "
+        f"{url}: download failed after {attempt + 1} attempts ({last_error}). {kept}, or put {part.name.removesuffix('.part')} "
         f"in {part.parent} by hand (or pass --data-dir FOLDER where it already is)."
     )
 
 
+def _attempt(url: str, part: Path, session: requests.Session, timeout: float, progress: bool, end: float,
+             max_size: int | None, cancelled, opened: list) -> Exception | None:
+    """One request of :func:`_download`: None when ``part`` is complete, the reason to try again otherwise."""
+    have = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    with session.get(url, headers=headers, stream=True, timeout=timeout) as resp:
+        opened.append(resp)
+        if resp.status_code == 416:  # our partial file is not a prefix the server knows: start over
+            part.unlink(missing_ok=True)
+            return _Interrupted(f"server refused to resume at byte {have}")
+        if resp.status_code == 404:
+            raise OmniglotDataError(f"{url}: not found (HTTP 404); check --base-url / ${BASE_URL_ENV}")
+        if resp.status_code >= 500:
+            return requests.HTTPError(f"HTTP {resp.status_code}")
+        if resp.status_code not in (200, 206):
+            raise OmniglotDataError(f"{url}: HTTP {resp.status_code} {resp.reason}")
+        resumed = resp.status_code == 206 and have > 0
+        if resumed and not resp.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+            part.unlink(missing_ok=True)  # the server resumed somewhere else: start over
+            return _Interrupted(f"unexpected Content-Range {resp.headers.get('Content-Range')!r}")
+        if not resumed:
+            have = 0  # the server sent the whole file
+        length = resp.headers.get("Content-Length")
+        total = have + int(length) if length is not None and length.isdigit() else None
+        if max_size is not None and total is not None and total > max_size:
+            raise OmniglotDataError(f"{url}: the server announces {total:,} bytes, more than the pinned "
+                                    f"{max_size:,}; check --base-url / ${BASE_URL_ENV}")
+        limit = (max_size - have) if max_size is not None else 1 << 62
+        with part.open("ab" if resumed else "wb") as fh, tqdm(
+            total=total, initial=have, unit="B", unit_scale=True, desc=part.name.removesuffix(".part"),
+            disable=not progress, leave=False,
+        ) as bar:
+            try:
+                for chunk in netio.chunks(resp, cancelled, end, max_bytes=limit):
+                    fh.write(chunk)
+                    bar.update(len(chunk))
+            except netio.TooLarge:
+                fh.close()
+                part.unlink(missing_ok=True)
+                raise OmniglotDataError(f"{url}: the download grew past the pinned size of {max_size:,} bytes "
+                                        f"(deleted it); check --base-url / ${BASE_URL_ENV}") from None
+        got = part.stat().st_size
+        if total is not None and got != total:
+            raise _Interrupted(f"received {got:,} of {total:,} bytes")
+        return None
+
+
 def fetch_archive(name: str, data_dir: str | os.PathLike | None = None, *, base_url: str | None = None,
                   retries: int = 4, timeout: float = 30.0, backoff: float = 1.0, progress: bool = True,
-                  session: requests.Session | None = None) -> Path:
-    """Return the verified path of archive ``name`` in the data folder, downloading it if it is absent."""
+                  session: requests.Session | None = None, deadline: float = DOWNLOAD_DEADLINE_S) -> Path:
+    """Return the verified path of archive ``name`` in the data folder, downloading it if it is absent (all
+    attempts within ``deadline`` seconds)."""
     if name not in ARCHIVES:
         raise OmniglotDataError(f"unknown Omniglot archive {name!r}; known: {', '.join(ARCHIVES)}")
     archive = ARCHIVES[name]
@@ -327,7 +361,7 @@ def fetch_archive(name: str, data_dir: str | os.PathLike | None = None, *, base_
     url = f"{resolve_base_url(base_url)}/{archive.repo_path}"
     part = folder / (name + ".part")
     _download(url, part, session=session or requests.Session(), retries=retries, timeout=timeout,
-              backoff=backoff, progress=progress)
+              backoff=backoff, progress=progress, deadline=deadline, max_size=archive.size)
     try:
         verify_archive(part, archive, folder)
     except OmniglotDataError as exc:

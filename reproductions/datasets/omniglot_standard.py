@@ -39,6 +39,7 @@ import requests
 import torch
 from torch import Tensor, nn
 
+from mlatlas import netio
 from reproductions.core import recording, registry, training
 from reproductions.core.runtime import pick_device
 from reproductions.datasets import omniglot
@@ -59,6 +60,7 @@ SPLITS = {  # split name -> (training list, validation list or None, test list)
 }
 CLASS_LINE = re.compile(r"^[A-Za-z0-9_().'-]+/character\d\d/rot(000|090|180|270)$")
 ARCHIVES = ("images_background.zip", "images_evaluation.zip")
+MAX_SPLIT_BYTES = 1 << 20  # a class list is ~30 KB
 
 
 # --------------------------------------------------------------------------------------------------
@@ -74,16 +76,17 @@ def fetch_split_list(part: str, data_dir=None, base_url: str | None = None, time
     if not path.exists():
         url = f"{(base_url or os.environ.get(SPLIT_URL_ENV) or SPLIT_BASE_URL).rstrip('/')}/{part}.txt"
         try:
-            resp = requests.get(url, timeout=timeout)
-        except requests.RequestException as exc:
+            resp, body = netio.get_body(requests.Session(), url, deadline_s=timeout, timeout=timeout,
+                                        max_bytes=MAX_SPLIT_BYTES)
+        except requests.RequestException as exc:  # time-outs, the overall deadline and the size cap too
             raise omniglot.OmniglotDataError(f"{url}: download failed ({exc}); put {part}.txt in {path.parent} "
                                              f"by hand or pass --data-dir FOLDER where it is") from exc
         if resp.status_code != 200:
             raise omniglot.OmniglotDataError(f"{url}: HTTP {resp.status_code}; check ${SPLIT_URL_ENV}")
-        _check_sha256(url, resp.content, part)
+        _check_sha256(url, body, part)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            omniglot._atomic_write_text(path, resp.content.decode("utf-8"))
+            omniglot._atomic_write_text(path, body.decode("utf-8"))
         except OSError as exc:
             raise omniglot.OmniglotDataError(f"{path.parent}: cannot write the split list ({exc}); pass a "
                                              f"writable --data-dir") from exc
@@ -189,7 +192,7 @@ def run(method: EpisodicMethod, name: str, paper: str, config: dict, ctx: regist
         accs = heldout_accuracy(method, model, data.val, tr["val_way"], tr["k_shot"], tr["val_query"],
                                 tr["val_episodes"], config["seed"] + 500, device)
         acc = float(np.mean(accs))
-        best = torch.load(best_path, map_location="cpu")["val_acc_pct"] if best_path.exists() else -1.0
+        best = _best(best_path)["val_acc_pct"] if best_path.exists() else -1.0
         if acc > best:  # strictly better: the first of equal peaks is kept, as best_iteration() reads the curve
             training.save_checkpoint(best_path, {"learner": model.state_dict(), "val_acc_pct": acc})
         return {"val_acc_pct": acc}
@@ -197,7 +200,7 @@ def run(method: EpisodicMethod, name: str, paper: str, config: dict, ctx: regist
     model, state = train_one(method, name, config, ctx, "standard", device, data.train, validate,
                              prepare=lambda m: _channels_last(m, device))
     if best_path.exists():
-        model.load_state_dict(torch.load(best_path, map_location="cpu")["learner"])
+        model.load_state_dict(_best(best_path)["learner"])
     metrics: dict[str, float] = {}
     results = []
     for n_way, k_shot in ev["settings"]:
@@ -217,6 +220,14 @@ def best_iteration(state) -> int | None:
     """The training episode at which the validation accuracy peaked (the model that was tested)."""
     rows = [r for r in state.curve if "val_acc_pct" in r]
     return int(max(rows, key=lambda r: r["val_acc_pct"])["iteration"]) if rows else None
+
+
+def _best(path: Path) -> dict:
+    """The model that validated best so far (digest checked, loaded without code)."""
+    payload = training.load_checkpoint(path, version=None)
+    if not isinstance(payload.get("learner"), dict) or not isinstance(payload.get("val_acc_pct"), float):
+        raise training.CheckpointError(f"{path}: not a best-model checkpoint; delete it or start afresh (--fresh)")
+    return payload
 
 
 def _write_records(name, paper, config, ctx, data: StandardData, results, state, wall, device) -> None:

@@ -10,7 +10,6 @@ interrupted run resumes at the next task and ends exactly where an uninterrupted
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from reproductions.core import registry
+from reproductions.core import registry, training
 from reproductions.core.runtime import check_finite, pick_device
 from reproductions.datasets import mnist
 from reproductions.online_meta_learning import rainbow
@@ -43,13 +42,6 @@ def _checkpoint_path(ctx: registry.RunContext, kind: str) -> Path:
     return Path(ctx.work_dir) / "online_meta_learning" / ctx.config_name / f"{kind}.pt"
 
 
-def _save(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
 def run_kind(kind: str, methods: list[str], config: dict, tasks: list[rainbow.Task], ctx: registry.RunContext,
              device: torch.device) -> tuple[dict[str, list[dict]], float]:
     """Run one learner over the whole task sequence; per-task results of each of its ``methods`` and seconds."""
@@ -61,14 +53,17 @@ def run_kind(kind: str, methods: list[str], config: dict, tasks: list[rainbow.Ta
     path = _checkpoint_path(ctx, kind)
     fingerprint = registry.fingerprint(config)
     if path.exists() and not ctx.fresh:
-        state = torch.load(path, map_location=device, weights_only=False)
-        if state["fingerprint"] != fingerprint:
+        state = training.load_checkpoint(path, version=None)
+        if state.get("fingerprint") != fingerprint:
             raise ValueError(f"{path}: checkpoint of another configuration; run with --fresh to start over")
-        learner.model.load_state_dict(state["model"])
-        learner.optimizer.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        results, start, seconds = state["results"], state["next_task"], state["seconds"]
+        try:
+            learner.model.load_state_dict(state["model"])
+            learner.optimizer.load_state_dict(state["optimizer"])
+            training.set_rng_state(rng, state["rng"])
+            torch.set_rng_state(state["torch_rng"])
+            results, start, seconds = state["results"], state["next_task"], state["seconds"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise training.CheckpointError(f"{path}: the checkpoint does not fit this run; run with --fresh") from exc
     if ctx.eval_only and start < len(tasks):
         raise ValueError(f"{path}: the run stopped after {start} of {len(tasks)} tasks; finish it with `repro run` "
                          "before evaluating")
@@ -94,8 +89,8 @@ def run_kind(kind: str, methods: list[str], config: dict, tasks: list[rainbow.Ta
                                "accuracy": accs[m], "efficiency": efficiency(schedule, accs[m], threshold)})
         seconds += time.perf_counter() - began
         bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accs[methods[0]][-1]:.3f}")
-        _save(path, {"fingerprint": fingerprint, "model": learner.model.state_dict(),
-                     "optimizer": learner.optimizer.state_dict(), "rng": rng.bit_generator.state,
+        training.save_checkpoint(path, {"fingerprint": fingerprint, "model": learner.model.state_dict(),
+                     "optimizer": learner.optimizer.state_dict(), "rng": training.rng_state(rng),
                      "torch_rng": torch.get_rng_state(), "results": results, "next_task": i + 1,
                      "seconds": seconds})
     return results, seconds

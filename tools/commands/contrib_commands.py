@@ -135,7 +135,7 @@ def register(subparsers) -> None:
         default=os.environ.get(DELAY_ENV, "3"),  # a string default goes through `type`, so a bad value is a clean error
         help=f"seconds between requests; arXiv asks for at least 3 (default: ${DELAY_ENV} or 3)",
     )
-    add.add_argument("--timeout", type=_at_least(float), default=20.0, help="seconds to wait for an answer (default 20)")
+    add.add_argument("--timeout", type=_at_least(float), default=20.0, help="seconds for each whole request, connecting to last byte (default 20)")
     add.add_argument("--retries", type=_at_least(int), default=3, help="retries after a failure (default 3)")
     add.set_defaults(func=run_add)
 
@@ -159,7 +159,7 @@ def register(subparsers) -> None:
     links.add_argument("--changed-since", metavar="REF", help="only links new or changed since this git ref")
     links.add_argument("--json", action="store_true", help="print a JSON report instead of a table")
     links.add_argument("--all", action="store_true", help="list ok links in the table too")
-    links.add_argument("--timeout", type=_at_least(float), default=10.0, help="seconds per request (default 10)")
+    links.add_argument("--timeout", type=_at_least(float), default=10.0, help="seconds for each whole request, connecting to last byte (default 10)")
     links.add_argument("--retries", type=_at_least(int), default=2, help="retries of a failed request (default 2)")
     links.add_argument("--per-host", type=_at_least(int, 1), default=2, help="parallel requests per host (default 2)")
     links.add_argument("--workers", type=_at_least(int, 1), default=8, help="parallel requests in all (default 8)")

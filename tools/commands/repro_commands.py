@@ -170,10 +170,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             write_record=write,
             progress=not args.no_progress,
         )
-        metrics = repro.run(config, ctx)
+        with recording.all_or_none():  # a run's records are all written or none
+            metrics = repro.run(config, ctx)
     except (registry.RegistryError, NonFiniteError, OmniglotDataError, ValueError, KeyError) as exc:
         message = f"missing setting {exc}" if isinstance(exc, KeyError) else str(exc)
         print(f"error: {args.name}: {message}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # an unwritable or impossible work/data folder, a full disk
+        where = exc.filename or "a file"
+        print(f"error: {args.name}: cannot write {where}: {exc.strerror or exc}; pass --work-dir / --data-dir a "
+              "writable folder", file=sys.stderr)
         return 1
     for key, value in (metrics or {}).items():
         print(f"{key}: {value:.4f}")
