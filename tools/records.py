@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -20,7 +22,8 @@ from mlatlas.readers import read_model
 
 
 ProtocolValue = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)] | int | float | bool
-Protocol = dict[Slug, ProtocolValue]
+ProtocolKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]*(?:[_-][a-z0-9]+)*$", max_length=40)]
+Protocol = dict[ProtocolKey, ProtocolValue]
 """How a number was measured, as named facts: e.g. ``{data: "Omniglot, Vinyals split", train: "60-way 1-shot",
 test: "5-way 1-shot", test_episodes: 1000, budget: "..."}``. A verdict compares each fact the paper states with
 ours (see :func:`verdict`); facts the paper does not state are not compared."""
@@ -126,6 +129,45 @@ def verdict(record: ResultRecord) -> Verdict:
         return Verdict(AGREES, gap, margin, f"within the {how}")
     better = (gap > 0) == record.higher_is_better
     return Verdict(BETTER if better else WORSE, gap, margin, f"outside the {how}")
+
+
+def summary(records: Iterable[ResultRecord]) -> str:
+    """One line on how a paper's records read against its numbers, per benchmark, from :func:`verdict`: e.g.
+    ``Sinusoid regression: 2 agree, 1 worse (Table 2); 18 no paper number``. Empty for no records."""
+    by_benchmark: dict[str, list[tuple[ResultRecord, Verdict]]] = {}
+    for record in records:
+        by_benchmark.setdefault(record.benchmark, []).append((record, verdict(record)))
+    parts = []
+    for benchmark, rows in sorted(by_benchmark.items()):
+        counts = Counter(v.kind for _, v in rows)
+        compared = [r.paper_value.table for r, v in rows if v.compared and r.paper_value]
+        other = [r.paper_value.table for r, v in rows if v.kind == DIFFERENT_PROTOCOL and r.paper_value]
+        phrases = []
+        kinds = [f"{counts[k]} {'agree' if k == AGREES and counts[k] != 1 else k}" for k in (AGREES, BETTER, WORSE)
+                 if counts[k]]
+        if kinds:
+            phrases.append(f"{', '.join(kinds)} of {len(compared)} compared with {_tables(compared)}")
+        if counts[DIFFERENT_PROTOCOL]:
+            phrases.append(f"{counts[DIFFERENT_PROTOCOL]} measured under a different protocol from {_tables(other)} "
+                           "(no gap drawn)")
+        if counts[NO_PAPER_NUMBER]:
+            phrases.append(f"{counts[NO_PAPER_NUMBER]} with no paper number")
+        parts.append(f"{benchmark}: {', '.join(phrases)}")
+    return "; ".join(parts)
+
+
+def summaries(records: Iterable[ResultRecord]) -> dict[str, str]:
+    """:func:`summary` of each reproduced paper's records, by paper id (sorted)."""
+    by_paper: dict[str, list[ResultRecord]] = {}
+    for record in records:
+        by_paper.setdefault(record.paper, []).append(record)
+    return {paper: summary(rows) for paper, rows in sorted(by_paper.items())}
+
+
+def _tables(tables: list[str]) -> str:
+    """The distinct tables named, shortened to what precedes a parenthesis ('Table 1 (Omniglot ...)' -> 'Table 1')."""
+    names = list(dict.fromkeys(t.split(" (")[0].strip() for t in tables))
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
 def compare(record: ResultRecord) -> tuple[float | None, str]:

@@ -169,6 +169,10 @@ def write_record(
     ``code_paths`` are the folders whose uncommitted changes mark the commit ``-dirty``; ``commit`` overrides the
     look-up (so that several records of one run name the same commit). Returns the YAML path.
     """
+    paths = machine_paths(command)
+    if paths:
+        raise ValueError(f"the recorded command names a path of this machine ({', '.join(paths)}); "
+                         "run it with the default work and data folders, or a config inside the checkout")
     results_dir.mkdir(parents=True, exist_ok=True)
     data = dict(fields)
     if curve:
@@ -193,9 +197,38 @@ def write_record(
     return path
 
 
-def command_line() -> str:
-    """The command as the user typed it (``mlatlas ...`` when run through the console script)."""
-    argv = list(sys.argv)
+# Options that say where files sit on the machine that ran the command, not what was computed: a record's command
+# leaves them out, so that it names no path of that machine and reruns anywhere with the defaults.
+MACHINE_OPTIONS = ("--work-dir", "--data-dir", "--root")
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command as the user typed it (``mlatlas ...`` when run through the console script), without the
+    :data:`MACHINE_OPTIONS` and their values."""
+    argv = list(sys.argv if argv is None else argv)
     if argv and Path(argv[0]).name in {"mlatlas", "__main__.py"}:
         argv[0] = "mlatlas"
-    return shlex.join(argv)
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in MACHINE_OPTIONS:
+            skip = True
+        elif not arg.startswith(tuple(f"{option}=" for option in MACHINE_OPTIONS)):
+            kept.append(arg)
+    return shlex.join(kept)
+
+
+def machine_paths(command: str) -> list[str]:
+    """The words of ``command`` that are absolute or home-relative paths (``/work/...``, ``~/...``, ``C:\\...``):
+    a record's command must name none."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    found = []
+    for word in words:
+        value = word.split("=", 1)[1] if word.startswith("-") and "=" in word else word
+        if value.startswith(("/", "~")) or (len(value) > 2 and value[1] == ":" and value[2] in "\\/"):
+            found.append(word)
+    return found

@@ -154,17 +154,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = registry.apply_overrides(config, args.overrides)
         if args.data_dir is not None:
             config = _with_data_dir(config, args.data_dir, repro.name)
-        is_smoke = config_name == "smoke"
+        # Smoke configs, and configs that say `records: false` (demonstrations too short to be results), never
+        # write a record.
+        is_smoke = config_name == "smoke" or config.get("records", True) is False
         if args.action == "run":
             write = not (args.no_record or is_smoke or args.overrides)
         else:
             write = args.record and not (is_smoke or args.overrides)
+        command = recording.command_line()
+        if write and recording.machine_paths(command):
+            raise ValueError(f"a record's command may not name a path of this machine "
+                             f"({', '.join(recording.machine_paths(command))}): give the config by name, or pass "
+                             "--no-record")
         ctx = registry.RunContext(
             config_name=config_name,
             device=args.device,
             work_dir=args.work_dir or root / "runs",
             root=root,
-            command=recording.command_line(),
+            command=command,
             fresh=getattr(args, "fresh", False) or (is_smoke and args.action == "run"),
             eval_only=args.action == "eval",
             write_record=write,
