@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -131,29 +132,33 @@ def verdict(record: ResultRecord) -> Verdict:
     return Verdict(BETTER if better else WORSE, gap, margin, f"outside the {how}")
 
 
+def dataset_name(benchmark: str) -> str:
+    """The data set a benchmark is on, for summaries: its name before a comma, a parenthesis or a way count
+    ('Omniglot 5-way 1-shot, held-out characters' -> 'Omniglot')."""
+    return re.split(r"[,(]| \d+-way", benchmark)[0].strip() or benchmark
+
+
 def summary(records: Iterable[ResultRecord]) -> str:
-    """One line on how a paper's records read against its numbers, per benchmark, from :func:`verdict`: e.g.
-    ``Sinusoid regression: 2 agree, 1 worse (Table 2); 18 no paper number``. Empty for no records."""
-    by_benchmark: dict[str, list[tuple[ResultRecord, Verdict]]] = {}
+    """One line on how a paper's records read against its numbers, per data set, from :func:`verdict`: e.g.
+    ``Sinusoid regression: 3 compared with Table 2: 2 agrees, 1 worse; 22 with no paper number``. Empty for none."""
+    by_dataset: dict[str, list[tuple[ResultRecord, Verdict]]] = {}
     for record in records:
-        by_benchmark.setdefault(record.benchmark, []).append((record, verdict(record)))
+        by_dataset.setdefault(dataset_name(record.benchmark), []).append((record, verdict(record)))
     parts = []
-    for benchmark, rows in sorted(by_benchmark.items()):
+    for dataset, rows in sorted(by_dataset.items()):
         counts = Counter(v.kind for _, v in rows)
-        compared = [r.paper_value.table for r, v in rows if v.compared and r.paper_value]
-        other = [r.paper_value.table for r, v in rows if v.kind == DIFFERENT_PROTOCOL and r.paper_value]
         phrases = []
-        kinds = [f"{counts[k]} {'agree' if k == AGREES and counts[k] != 1 else k}" for k in (AGREES, BETTER, WORSE)
-                 if counts[k]]
-        if kinds:
-            phrases.append(f"{', '.join(kinds)} of {len(compared)} compared with {_tables(compared)}")
-        if counts[DIFFERENT_PROTOCOL]:
-            phrases.append(f"{counts[DIFFERENT_PROTOCOL]} measured under a different protocol from {_tables(other)} "
-                           "(no gap drawn)")
+        compared = [r.paper_value.table for r, v in rows if v.compared and r.paper_value]
+        if compared:
+            kinds = ", ".join(f"{counts[k]} {k}" for k in (AGREES, BETTER, WORSE) if counts[k])
+            phrases.append(f"{len(compared)} compared with {_tables(compared)}: {kinds}")
+        other = [r.paper_value.table for r, v in rows if v.kind == DIFFERENT_PROTOCOL and r.paper_value]
+        if other:
+            phrases.append(f"{len(other)} under another protocol than {_tables(other)} (no gap drawn)")
         if counts[NO_PAPER_NUMBER]:
             phrases.append(f"{counts[NO_PAPER_NUMBER]} with no paper number")
-        parts.append(f"{benchmark}: {', '.join(phrases)}")
-    return "; ".join(parts)
+        parts.append(f"{dataset}: {'; '.join(phrases)}")
+    return ". ".join(parts)
 
 
 def summaries(records: Iterable[ResultRecord]) -> dict[str, str]:
