@@ -94,17 +94,24 @@ class Verdict:
     gap: float | None = None
     margin: float | None = None
     reason: str = ""
+    differs: tuple[str, ...] = ()  # the protocol facts that differ, for "different protocol"
 
     @property
     def compared(self) -> bool:
         return self.gap is not None
 
 
+def differing_facts(record: ResultRecord) -> list[str]:
+    """The keys of the paper's protocol facts that ours lacks or states otherwise."""
+    theirs = record.paper_value.protocol if record.paper_value else {}
+    return [key for key, value in theirs.items() if record.protocol.get(key) != value]
+
+
 def protocol_differences(record: ResultRecord) -> list[str]:
     """Each fact of the paper's protocol that ours lacks or states otherwise, as ``key: ours X, paper Y``."""
     theirs = record.paper_value.protocol if record.paper_value else {}
-    return [f"{key}: ours {record.protocol.get(key, 'not stated')!s}, paper {value!s}"
-            for key, value in theirs.items() if record.protocol.get(key) != value]
+    return [f"{key}: ours {record.protocol.get(key, 'not stated')!s}, paper {theirs[key]!s}"
+            for key in differing_facts(record)]
 
 
 def verdict(record: ResultRecord) -> Verdict:
@@ -119,7 +126,7 @@ def verdict(record: ResultRecord) -> Verdict:
         return Verdict(DIFFERENT_PROTOCOL, reason="the paper value states no protocol to match")
     differences = protocol_differences(record)
     if differences:
-        return Verdict(DIFFERENT_PROTOCOL, reason="; ".join(differences))
+        return Verdict(DIFFERENT_PROTOCOL, reason="; ".join(differences), differs=tuple(differing_facts(record)))
     gap = record.value - pv.value
     if record.tolerance is not None:
         margin, how = record.tolerance, f"declared tolerance ±{record.tolerance:g}"
