@@ -222,13 +222,9 @@ def command_line(argv: Sequence[str] | None = None) -> str:
 def machine_paths(command: str) -> list[str]:
     """The words of ``command`` that are absolute or home-relative paths (``/work/...``, ``~/...``, ``C:\\...``):
     a record's command must name none."""
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        words = command.split()
     found = []
-    for word in words:
-        value = word.split("=", 1)[1] if word.startswith("-") and "=" in word else word
+    for word in command.split():
+        value = (word.split("=", 1)[1] if word.startswith("-") and "=" in word else word).strip("'\"")
         if value.startswith(("/", "~")) or (len(value) > 2 and value[1] == ":" and value[2] in "\\/"):
             found.append(word)
     return found
