@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from mlatlas.models import PackageName, ShortText, Slug, Strict, Text
 from mlatlas.problems import Problem
@@ -44,8 +44,30 @@ class PaperValue(Strict):
     )
 
 
+def machine_paths(command: str) -> list[str]:
+    """The words of ``command`` that are absolute or home-relative paths (``/work/...``, ``~/...``, ``C:\\...``):
+    a record's command must name none, so that it reruns on any machine."""
+    found = []
+    for word in command.split():
+        value = (word.split("=", 1)[1] if word.startswith("-") and "=" in word else word).strip("'\"")
+        if value.startswith(("/", "~")) or (len(value) > 2 and value[1] == ":" and value[2] in "\\/"):
+            found.append(word)
+    return found
+
+
 class Environment(Strict):
-    command: Text = Field(description="The exact command that produced this record.")
+    command: Text = Field(description="The exact command that produced this record, naming no path of the "
+                                      "machine that ran it (no --work-dir /..., no absolute config path).")
+
+    @field_validator("command")
+    @classmethod
+    def _no_machine_paths(cls, command: str) -> str:
+        paths = machine_paths(command)
+        if paths:
+            raise ValueError(f"names a path of the machine that ran it ({', '.join(paths)}); record the command "
+                             "with the default work and data folders and the config by name")
+        return command
+
     commit: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{7,40}(-dirty)?$")]
     hardware: ShortText = Field(description="e.g. '2-core x86_64 CPU (AMD EPYC ...), no GPU'.")
     device: ShortText = Field(description="torch device the run used, e.g. 'cpu'.")

@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 from scipy import stats
 
-from mlatlas.records import ResultRecord
+from mlatlas.records import ResultRecord, machine_paths
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
@@ -218,13 +218,3 @@ def command_line(argv: Sequence[str] | None = None) -> str:
             kept.append(arg)
     return shlex.join(kept)
 
-
-def machine_paths(command: str) -> list[str]:
-    """The words of ``command`` that are absolute or home-relative paths (``/work/...``, ``~/...``, ``C:\\...``):
-    a record's command must name none."""
-    found = []
-    for word in command.split():
-        value = (word.split("=", 1)[1] if word.startswith("-") and "=" in word else word).strip("'\"")
-        if value.startswith(("/", "~")) or (len(value) > 2 and value[1] == ":" and value[2] in "\\/"):
-            found.append(word)
-    return found
