@@ -4,9 +4,10 @@ for the query's class and 0 for the others.
 
 A class's map is the mean of its K support maps. The paper sums them, and trains a separate model for each K; we
 train one model on 1-shot episodes (where mean and sum agree) and test it at every K. With mean maps too, the
-2,500-episode runs score 5-shot below 1-shot (the 400-episode run does not), so summing is not the cause; that the
-relation module, trained on single-drawing maps only, first meets averaged maps at test time is our untested
-hypothesis."""
+2,500-episode runs score 5-shot below 1-shot (the 400-episode run does not), so summing is not the cause. On an
+intermediate checkpoint, averaging the relation scores of the single maps, or normalising the relation module with
+test-batch statistics, lifts 5-shot well above 1-shot: averaged maps fall outside the batch-norm running statistics
+the relation module fitted on single-drawing maps (see the records' notes)."""
 
 from __future__ import annotations
 
