@@ -13,6 +13,7 @@ from mlatlas.cli import main
 from mlatlas.export_json import FORMAT_NAME, catalog_to_json
 from mlatlas.jsonschema_export import paper_json_schema
 from mlatlas.loader import load_valid_catalog
+from mlatlas.records import summary, verdict
 from mlatlas.yamlio import read_yaml
 
 
@@ -31,6 +32,11 @@ def test_catalog_json_is_versioned_and_complete(catalog):
     assert [t["id"] for t in data["vocabularies"]["topics"]] == ["survey", "few-shot-learning"]
     assert data["resources"]["datasets"][0]["paper"] == "alpha"
     assert data["records"][0]["paper"] == "beta" and data["records"][0]["file"].endswith("results/omniglot.yaml")
+    # each record carries its verdict, each reproduced paper its one-line summary (both from mlatlas.records)
+    record = catalog.records[0][1]
+    assert data["records"][0]["verdict"]["kind"] == verdict(record).kind
+    assert data["papers"][1]["reproduction_summary"] == summary([record]) != ""
+    assert "reproduction_summary" not in alpha
     assert json.loads(json.dumps(data)) == data  # plain JSON, nothing lost
     assert catalog_to_json(catalog) == data  # deterministic
 

@@ -64,7 +64,9 @@ def _fixture_record() -> dict:
         "higher_is_better": True,
         "value": 95.25,
         "ci95": 0.4,
-        "paper_value": {"value": 98.7, "pm": 0.4, "citation": "Fixture et al. 2026", "table": "Table 2"},
+        "protocol": {"data": "Omniglot, 1,200 characters x4 rotations", "test": "5-way 1-shot", "test_episodes": 600},
+        "paper_value": {"value": 98.7, "pm": 0.4, "citation": "Fixture et al. 2026", "table": "Table 2",
+                        "protocol": {"data": "Omniglot, 1,200 characters x4 rotations", "test": "5-way 1-shot"}},
         "budget": "2,000 meta-iterations",
         "plot": "omniglot.png",
         "environment": {
@@ -323,6 +325,7 @@ def test_paper_page_shows_bibtex_reproduction_and_escaped_text(page, server):
     assert page.locator("button[data-copy]").is_visible()
     row = page.locator(".mla-table--records tbody tr").first.inner_text()
     assert "98.7 ± 0.4" in row and "95.25 ± 0.4" in row and "−3.45" in row and "worse" in row and "1 seed" in row
+    assert "Omniglot: 1 compared with Table 2: 1 worse" in page.locator(".mla-repro-summary").inner_text()
     assert "mlatlas reproduce site_fixture --benchmark omniglot" in page.locator(".mla-record").inner_text()
     width = page.eval_on_selector(".mla-plot img", "img => img.decode().then(() => img.naturalWidth)")
     assert width == 64
@@ -352,15 +355,23 @@ def test_explorer_lays_out_a_page_of_rows_at_a_time(page, server, catalog):
     assert titles == sorted(p.title.lower() for p in catalog.papers.values())[:10]
 
 
-def test_reproductions_page_puts_methods_on_one_benchmark_side_by_side(page, server):
+def test_reproductions_page_groups_by_verdict_and_puts_methods_on_one_benchmark_side_by_side(page, server):
     page.goto(server + "reproductions/")
-    heading = page.locator("h3", has_text="Sinusoid regression (Finn et al. 2017)")
+    # Within a verdict, one table per benchmark: the sinusoid methods without a paper number sit side by side.
+    heading = page.locator("h3#verdict-no-paper-number ~ h4", has_text="Sinusoid regression (Finn et al. 2017)")
     assert heading.count() == 1
     table = heading.locator("xpath=following-sibling::div[1]//table")
+    assert table.get_attribute("data-verdict") == "no paper number"
     methods = set(table.locator("tbody tr td:nth-child(2)").all_inner_texts())
     assert {"maml", "fomaml", "meta_sgd", "anil", "reptile"} <= methods
-    # The fixture record sits in its own benchmark's table, linked to its record on the paper page.
-    fixture = page.get_by_role("heading", name="Omniglot", exact=True)
+    # Rows from another protocol say what differs and show no gap column.
+    other = page.locator("table[data-verdict='different protocol']")
+    assert other.count() > 0 and "Gap" not in other.first.locator("thead").inner_text()
+    assert "data: ours Omniglot minimal setting" in other.first.locator(".mla-differs").first.inner_text()
+    # The fixture record sits in the worse group, in its own benchmark's table, linked to its record on the paper page.
+    worse = page.locator("h3#verdict-worse")
+    assert worse.count() == 1
+    fixture = page.locator("h3#verdict-worse ~ h4", has_text=re.compile(r"^Omniglot$"))
     link = fixture.locator("xpath=following-sibling::div[1]//tbody//a").first
     link.click()
     page.wait_for_load_state()

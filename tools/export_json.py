@@ -15,6 +15,7 @@ from mlatlas.bibtex import bibtex_keys
 from mlatlas.catalog import Catalog
 from mlatlas.files import write_text_atomic
 from mlatlas.problems import relative
+from mlatlas.records import summaries, verdict
 
 FORMAT_NAME = "meta-learning-atlas-catalog"
 FORMAT_VERSION = 1
@@ -27,16 +28,22 @@ def _dump(model) -> dict[str, Any]:
 def catalog_to_json(catalog: Catalog) -> dict[str, Any]:
     """The catalog as JSON-ready data; deterministic (no time stamps), so unchanged data gives equal output."""
     keys = bibtex_keys(catalog)
+    lines = summaries(record for _, record in catalog.records)
     papers = []
     for pid, paper in catalog.papers.items():
         entry = _dump(paper)
         entry["bibtex_key"] = keys[pid]
         entry["file"] = relative(catalog.files[pid], catalog.root)
+        if pid in lines:
+            entry["reproduction_summary"] = lines[pid]
         papers.append(entry)
     records = []
     for path, record in catalog.records:
         entry = _dump(record)
         entry["file"] = relative(path, catalog.root)
+        v = verdict(record)
+        entry["verdict"] = {"kind": v.kind, "gap": v.gap, "margin": v.margin, "reason": v.reason,
+                            "differs": list(v.differs)}
         records.append(entry)
     return {
         "format": FORMAT_NAME,

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 
 from mlatlas.models import PackageName, ShortText, Slug, Strict, Text
 from mlatlas.problems import Problem
@@ -41,8 +44,30 @@ class PaperValue(Strict):
     )
 
 
+def machine_paths(command: str) -> list[str]:
+    """The words of ``command`` that are absolute or home-relative paths (``/work/...``, ``~/...``, ``C:\\...``):
+    a record's command must name none, so that it reruns on any machine."""
+    found = []
+    for word in command.split():
+        value = (word.split("=", 1)[1] if word.startswith("-") and "=" in word else word).strip("'\"")
+        if value.startswith(("/", "~")) or (len(value) > 2 and value[1] == ":" and value[2] in "\\/"):
+            found.append(word)
+    return found
+
+
 class Environment(Strict):
-    command: Text = Field(description="The exact command that produced this record.")
+    command: Text = Field(description="The exact command that produced this record, naming no path of the "
+                                      "machine that ran it (no --work-dir /..., no absolute config path).")
+
+    @field_validator("command")
+    @classmethod
+    def _no_machine_paths(cls, command: str) -> str:
+        paths = machine_paths(command)
+        if paths:
+            raise ValueError(f"names a path of the machine that ran it ({', '.join(paths)}); record the command "
+                             "with the default work and data folders and the config by name")
+        return command
+
     commit: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{7,40}(-dirty)?$")]
     hardware: ShortText = Field(description="e.g. '2-core x86_64 CPU (AMD EPYC ...), no GPU'.")
     device: ShortText = Field(description="torch device the run used, e.g. 'cpu'.")
@@ -91,17 +116,24 @@ class Verdict:
     gap: float | None = None
     margin: float | None = None
     reason: str = ""
+    differs: tuple[str, ...] = ()  # the protocol facts that differ, for "different protocol"
 
     @property
     def compared(self) -> bool:
         return self.gap is not None
 
 
+def differing_facts(record: ResultRecord) -> list[str]:
+    """The keys of the paper's protocol facts that ours lacks or states otherwise."""
+    theirs = record.paper_value.protocol if record.paper_value else {}
+    return [key for key, value in theirs.items() if record.protocol.get(key) != value]
+
+
 def protocol_differences(record: ResultRecord) -> list[str]:
     """Each fact of the paper's protocol that ours lacks or states otherwise, as ``key: ours X, paper Y``."""
     theirs = record.paper_value.protocol if record.paper_value else {}
-    return [f"{key}: ours {record.protocol.get(key, 'not stated')!s}, paper {value!s}"
-            for key, value in theirs.items() if record.protocol.get(key) != value]
+    return [f"{key}: ours {record.protocol.get(key, 'not stated')!s}, paper {theirs[key]!s}"
+            for key in differing_facts(record)]
 
 
 def verdict(record: ResultRecord) -> Verdict:
@@ -116,7 +148,7 @@ def verdict(record: ResultRecord) -> Verdict:
         return Verdict(DIFFERENT_PROTOCOL, reason="the paper value states no protocol to match")
     differences = protocol_differences(record)
     if differences:
-        return Verdict(DIFFERENT_PROTOCOL, reason="; ".join(differences))
+        return Verdict(DIFFERENT_PROTOCOL, reason="; ".join(differences), differs=tuple(differing_facts(record)))
     gap = record.value - pv.value
     if record.tolerance is not None:
         margin, how = record.tolerance, f"declared tolerance ±{record.tolerance:g}"
@@ -127,6 +159,49 @@ def verdict(record: ResultRecord) -> Verdict:
         return Verdict(AGREES, gap, margin, f"within the {how}")
     better = (gap > 0) == record.higher_is_better
     return Verdict(BETTER if better else WORSE, gap, margin, f"outside the {how}")
+
+
+def dataset_name(benchmark: str) -> str:
+    """The data set a benchmark is on, for summaries: its name before a comma, a parenthesis or a way count
+    ('Omniglot 5-way 1-shot, held-out characters' -> 'Omniglot')."""
+    return re.split(r"[,(]| \d+-way", benchmark)[0].strip() or benchmark
+
+
+def summary(records: Iterable[ResultRecord]) -> str:
+    """One line on how a paper's records read against its numbers, per data set, from :func:`verdict`: e.g.
+    ``Sinusoid regression: 3 compared with Table 2: 2 agrees, 1 worse; 22 with no paper number``. Empty for none."""
+    by_dataset: dict[str, list[tuple[ResultRecord, Verdict]]] = {}
+    for record in records:
+        by_dataset.setdefault(dataset_name(record.benchmark), []).append((record, verdict(record)))
+    parts = []
+    for dataset, rows in sorted(by_dataset.items()):
+        counts = Counter(v.kind for _, v in rows)
+        phrases = []
+        compared = [r.paper_value.table for r, v in rows if v.compared and r.paper_value]
+        if compared:
+            kinds = ", ".join(f"{counts[k]} {k}" for k in (AGREES, BETTER, WORSE) if counts[k])
+            phrases.append(f"{len(compared)} compared with {_tables(compared)}: {kinds}")
+        other = [r.paper_value.table for r, v in rows if v.kind == DIFFERENT_PROTOCOL and r.paper_value]
+        if other:
+            phrases.append(f"{len(other)} under another protocol than {_tables(other)} (no gap drawn)")
+        if counts[NO_PAPER_NUMBER]:
+            phrases.append(f"{counts[NO_PAPER_NUMBER]} with no paper number")
+        parts.append(f"{dataset}: {'; '.join(phrases)}")
+    return ". ".join(parts)
+
+
+def summaries(records: Iterable[ResultRecord]) -> dict[str, str]:
+    """:func:`summary` of each reproduced paper's records, by paper id (sorted)."""
+    by_paper: dict[str, list[ResultRecord]] = {}
+    for record in records:
+        by_paper.setdefault(record.paper, []).append(record)
+    return {paper: summary(rows) for paper, rows in sorted(by_paper.items())}
+
+
+def _tables(tables: list[str]) -> str:
+    """The distinct tables named, shortened to what precedes a parenthesis ('Table 1 (Omniglot ...)' -> 'Table 1')."""
+    names = list(dict.fromkeys(t.split(" (")[0].strip() for t in tables))
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
 def compare(record: ResultRecord) -> tuple[float | None, str]:

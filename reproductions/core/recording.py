@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 from scipy import stats
 
-from mlatlas.records import ResultRecord
+from mlatlas.records import ResultRecord, machine_paths
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
@@ -227,6 +227,10 @@ def write_record(
     ``code_paths`` are the folders whose uncommitted changes mark the commit ``-dirty``; ``commit`` overrides the
     look-up (so that several records of one run name the same commit). Returns the YAML path.
     """
+    paths = machine_paths(command)
+    if paths:
+        raise ValueError(f"the recorded command names a path of this machine ({', '.join(paths)}); "
+                         "run it with the default work and data folders, or a config inside the checkout")
     results_dir.mkdir(parents=True, exist_ok=True)
     data = dict(fields)
     if curve:
@@ -253,9 +257,24 @@ def write_record(
     return path
 
 
-def command_line() -> str:
-    """The command as the user typed it (``mlatlas ...`` when run through the console script)."""
-    argv = list(sys.argv)
+# Options that say where files sit on the machine that ran the command, not what was computed: a record's command
+# leaves them out, so that it names no path of that machine and reruns anywhere with the defaults.
+MACHINE_OPTIONS = ("--work-dir", "--data-dir", "--root")
+
+
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """The command as the user typed it (``mlatlas ...`` when run through the console script), without the
+    :data:`MACHINE_OPTIONS` and their values."""
+    argv = list(sys.argv if argv is None else argv)
     if argv and Path(argv[0]).name in {"mlatlas", "__main__.py"}:
         argv[0] = "mlatlas"
-    return shlex.join(argv)
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in MACHINE_OPTIONS:
+            skip = True
+        elif not arg.startswith(tuple(f"{option}=" for option in MACHINE_OPTIONS)):
+            kept.append(arg)
+    return shlex.join(kept)
+

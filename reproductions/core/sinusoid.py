@@ -70,6 +70,30 @@ def code_paths(repro: registry.Reproduction) -> list[str]:
     ]
 
 
+def test_k_shot(config: dict) -> int:
+    """Support points of a test task: ``eval.k_shot`` when given (a model trained at one K, tested at another, as
+    the MAML paper does), else the training K."""
+    return int(config["eval"].get("k_shot", config["data"]["k_shot"]))
+
+
+DATA = "sinusoids y = A sin(x - phase): A ~ U[0.1, 5], phase ~ U[0, pi], x ~ U[-5, 5]"
+MODEL = "MLP 1-40-40-1, ReLU"
+METHOD_FACTS = ("inner_steps", "inner_lr", "first_order")  # the method settings a paper's protocol may state
+
+
+def protocol(config: dict, steps: int) -> dict:
+    """The facts of our protocol for the record of ``steps`` test-time steps (same keys as a paper value's
+    ``protocol``): the task family, network, training K and inner loop, test K, steps and tasks, and budget. A
+    config's ``record.protocol`` adds facts or overrides these."""
+    data, train, ev, method = config["data"], config["train"], config["eval"], config.get("method", {})
+    facts = {"data": DATA, "model": MODEL, "train_k": int(data["k_shot"])}
+    facts.update({key: method[key] for key in METHOD_FACTS if key in method})
+    facts.update(test_k=test_k_shot(config), test_steps=int(steps), test_tasks=int(ev["tasks"]),
+                 budget=f"{train['iterations']:,} meta-iterations x {train['meta_batch']} tasks")
+    facts.update(config["record"].get("protocol") or {})
+    return facts
+
+
 def training_settings(config: dict) -> dict:
     """The settings a checkpoint depends on. Changing the final evaluation (test tasks, step counts) or the record
     text keeps it valid, and so does raising ``train.iterations`` when no schedule depends on it: the run then
@@ -95,7 +119,7 @@ def run(build: Callable[[dict], nn.Module], repro: registry.Reproduction, config
         raise ValueError(f"seeds {seeds} repeat a seed")
     data, ev = config["data"], config["eval"]
     # One test set for every seed, drawn from the first seed's generator (a single-seed run keeps its old tasks).
-    test_tasks = SinusoidFamily().sample(np.random.default_rng([seeds[0], 2]), ev["tasks"], data["k_shot"], ev["query"])
+    test_tasks = SinusoidFamily().sample(np.random.default_rng([seeds[0], 2]), ev["tasks"], test_k_shot(config), ev["query"])
     test_tasks = test_tasks.to(device)
     steps = sorted(ev["steps"])
     single = {k: v for k, v in config.items() if k != "seeds"}  # what one seed's training depends on
@@ -202,14 +226,15 @@ def write_records(repro, config, ctx, seeds, states, metrics, device, eval_secon
     notes = " ".join(rec["notes"].split())
     if rec.get("deviation"):  # what this configuration alone changes, and why
         notes += " " + " ".join(rec["deviation"].split())
+    test_k = test_k_shot(config)
     if len(seeds) == 1:
         notes += (
-            f" Test: {ev['tasks']:,} fresh tasks from one training seed, K = {data['k_shot']} support and "
+            f" Test: {ev['tasks']:,} fresh tasks from one training seed, K = {test_k} support and "
             f"{ev['query']} query points each; the 95% CI is over those tasks only."
         )
     else:
         notes += (
-            f" Test: the same {ev['tasks']:,} fresh tasks (K = {data['k_shot']} support and {ev['query']} query points "
+            f" Test: the same {ev['tasks']:,} fresh tasks (K = {test_k} support and {ev['query']} query points "
             f"each) for each of {len(seeds)} training seeds ({', '.join(map(str, seeds))}); the value is the mean over "
             "seeds and tasks, and the 95% CI adds in quadrature the Student-t interval over the seeds' means and the "
             "interval over tasks (of each task's mean over the seeds). The learning curve is seed "
@@ -246,7 +271,8 @@ def write_records(repro, config, ctx, seeds, states, metrics, device, eval_secon
             paper=repro.paper,
             reproduction=repro.name,
             benchmark=BENCHMARK,
-            setting=f"{data['k_shot']}-shot, {s} adaptation step{'s' if s != 1 else ''}",
+            setting=(f"{data['k_shot']}-shot" if test_k == data["k_shot"] else
+                     f"trained {data['k_shot']}-shot, tested {test_k}-shot") + f", {s} adaptation step{'s' if s != 1 else ''}",
             metric="MSE",
             higher_is_better=False,
             value=round(metrics[f"mse_{s}step"], 4),
@@ -255,6 +281,7 @@ def write_records(repro, config, ctx, seeds, states, metrics, device, eval_secon
             n_seeds=len(seeds),
             protocol=protocol(config, s),
             paper_value=paper_value,
+            tolerance=rec.get("tolerance"),
             budget=budget,
             notes=step_notes,
         )

@@ -314,18 +314,48 @@ def run(method: EpisodicMethod, name: str, paper: str, config: dict, ctx: regist
     return metrics
 
 
-def _write_records(name, paper, config, ctx, background, train_chars, heldout_chars, results, state, wall,
-                   device) -> None:
-    rec, tr = config["record"], config["train"]
-    results_dir = Path(ctx.root) / "reproductions" / name / "results"
+def training_budget(config: dict) -> str:
+    """The training budget in episodes, e.g. '2,500 episodes of 20-way 1-shot (2 queries per class)'."""
+    tr = config["train"]
     batch = tr.get("meta_batch", 1)
     steps = f"{tr['iterations']:,} updates of {batch} episodes" if batch > 1 else f"{tr['iterations']:,} episodes"
-    budget = (f"{steps} of {tr['n_way']}-way {tr['k_shot']}-shot ({tr['n_query']} queries per "
-              f"class), {config.get('threads', 1)} CPU thread; "
+    return f"{steps} of {tr['n_way']}-way {tr['k_shot']}-shot ({tr['n_query']} queries per class)"
+
+
+def training_description(background: str, n_characters: int, n_alphabets: int, rotations: bool) -> str:
+    return (f"minimal setting: meta-trained on images_background_{background} only ({n_characters} "
+            f"characters, {n_alphabets} alphabets{', x4 rotations' if rotations else ''})")
+
+
+def protocol(config: dict, key: str, train_desc: str, n_heldout: int, n_episodes: int) -> dict:
+    """The facts of our protocol for the record of result ``key`` ('runs' or e.g. '5way1shot'), with the same
+    keys as a paper value's ``protocol``: training data, training episodes, test, number of test episodes or runs,
+    budget. A config's ``record.protocol`` adds facts or overrides these."""
+    tr = config["train"]
+    if key == "runs":
+        test = "Lake et al.'s 20 within-alphabet 20-way 1-shot runs"
+    else:
+        n_way, k_shot = key.removesuffix("shot").split("way")
+        test = f"{n_way}-way {k_shot}-shot episodes over {n_heldout} held-out characters, no rotations"
+    facts = {
+        "data": f"Omniglot {train_desc}",
+        "train": f"{tr['n_way']}-way {tr['k_shot']}-shot episodes, {tr['n_query']} queries per class",
+        "test": test,
+        "test_episodes": int(n_episodes),
+        "budget": training_budget(config),
+    }
+    facts.update(config["record"].get("protocol") or {})
+    return facts
+
+
+def _write_records(name, paper, config, ctx, background, train_chars, heldout_chars, results, state, wall,
+                   device) -> None:
+    rec = config["record"]
+    results_dir = Path(ctx.root) / "reproductions" / name / "results"
+    budget = (f"{training_budget(config)}, {config.get('threads', 1)} CPU thread; "
               f"{state.seconds / 60:.0f} min of training, wall clock on a 2-core machine shared with other jobs")
-    train_desc = (f"minimal setting: meta-trained on images_background_{background} only ({len(train_chars)} "
-                  f"characters, {len(train_chars.alphabets)} alphabets"
-                  f"{', x4 rotations' if config['data']['rotations'] else ''})")
+    train_desc = training_description(background, len(train_chars), len(train_chars.alphabets),
+                                      config["data"]["rotations"])
     heldout_desc = (f"{len(heldout_chars)} held-out characters of "
                     f"{', '.join(heldout_chars.alphabets)}")
     # A config that only picks a background set ("small1", "fomaml_small1") writes the records of its parent
@@ -340,7 +370,8 @@ def _write_records(name, paper, config, ctx, background, train_chars, heldout_ch
             command=ctx.command or f"mlatlas repro run {name} --config {ctx.config_name}",
             device=str(device), wall_time_s=wall, paper=paper, reproduction=name,
             value=round(value, 2), ci95=round(ci, 2), n_eval_tasks=n, budget=budget,
-            paper_value=rec["paper_values"].get(key),
+            protocol=protocol(config, key, train_desc, len(heldout_chars), n),
+            paper_value=rec["paper_values"].get(key), tolerance=rec.get("tolerance"),
         )
         own = (rec.get("notes") or "").strip()
         common["notes"] = f"{own} {RUNS_REFERENCE if key == 'runs' else HELDOUT_REFERENCE}".strip()

@@ -23,15 +23,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p_results = sub.add_parser(
         "results",
-        help="print the recorded results as a Markdown table: ours, the paper's and the gap",
+        help="print the recorded results as a Markdown table: ours, the paper's, the verdict and the gap",
         description="Print the result records (reproductions/*/results/*.yaml) as a Markdown table: our value with "
-        "its 95%% interval and number of seeds, the paper's value, and the gap (ours minus the paper's; 'agrees' "
-        "when the two intervals overlap).",
+        "its 95%% interval and number of seeds, the paper's value, the verdict and the gap (ours minus the "
+        "paper's). The verdict is 'agrees', 'better' or 'worse' only when every protocol fact the paper states "
+        "matches ours ('agrees': within the combined 95%% interval, or the tolerance the config declared); "
+        "otherwise 'different protocol' (naming the facts that differ, and no gap) or 'no paper number'.",
     )
     p_results.add_argument("names", nargs="*", metavar="NAME", help="only these reproductions (default: all)")
     p_results.add_argument("--grep", metavar="TEXT", help="only records whose file name, benchmark or setting "
                            "contains TEXT (case-insensitive), e.g. 10shot or 'small1'")
+    p_results.add_argument("--verdict", action="append", metavar="KIND", type=_verdict_kind,
+                           help="only records with this verdict: agrees, better, worse, 'different protocol' "
+                           "(or different-protocol), 'no paper number' (or no-paper-number); repeatable")
     p_results.set_defaults(func=cmd_results)
+
+    p_summary = sub.add_parser(
+        "summary",
+        help="one line per reproduced paper: how its records read against the paper's numbers",
+        description="For each reproduced paper, one line computed from its records: per data set, how many were "
+        "compared with which table and their verdicts, how many were measured under another protocol than the "
+        "paper's number, how many have no paper number.",
+    )
+    p_summary.add_argument("papers", nargs="*", metavar="PAPER", help="only these paper ids (default: all)")
+    p_summary.set_defaults(func=cmd_summary)
 
     for action, helptext in (
         ("run", "train a reproduction (resuming its checkpoint if any), evaluate it and write its records"),
@@ -79,6 +94,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     repro.set_defaults(func=lambda args: repro.print_help() or 2)
 
 
+def _verdict_kind(text: str) -> str:
+    from mlatlas.records import VERDICTS
+
+    kind = " ".join(text.replace("-", " ").replace("_", " ").split()).lower()
+    if kind not in VERDICTS:
+        raise argparse.ArgumentTypeError(f"unknown verdict {text!r}; one of: {', '.join(VERDICTS)}")
+    return kind
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from reproductions.core import registry
 
@@ -95,7 +119,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from mlatlas.records import compare, load_records
+    from mlatlas.records import DIFFERENT_PROTOCOL, load_records, verdict
     from mlatlas.site.render import number, signed
 
     root = Path(args.root).resolve() if args.root else project_root()
@@ -106,7 +130,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     def plus_minus(value: float, pm: float | None) -> str:
         return number(value) + (f" ± {number(pm)}" if pm is not None else "")
 
-    wanted, needle = set(args.names), (args.grep or "").casefold()
+    wanted, needle, kinds = set(args.names), (args.grep or "").casefold(), set(args.verdict or ())
     unknown = wanted - {record.reproduction for _, record in records}
     if unknown:
         print(f"error: no records for {', '.join(sorted(unknown))} (see `mlatlas repro list`)", file=sys.stderr)
@@ -117,18 +141,44 @@ def cmd_results(args: argparse.Namespace) -> int:
             continue
         if needle and needle not in " ".join((path.stem, r.benchmark, r.setting)).casefold():
             continue
+        v = verdict(r)
+        if kinds and v.kind not in kinds:
+            continue
         pv = r.paper_value
         paper = "—" if pv is None else f"{plus_minus(pv.value, pv.pm)} ({pv.table})"
-        gap, verdict = compare(r)
+        if v.kind == DIFFERENT_PROTOCOL:
+            said = f"{v.kind}: {', '.join(v.differs)} differ" if v.differs else f"{v.kind}: {v.reason}"
+        elif v.compared:
+            said = f"{v.kind} ({v.reason})"
+        else:
+            said = v.kind
         cells = [r.reproduction, path.stem, r.benchmark, r.setting, f"{r.metric} {'↑' if r.higher_is_better else '↓'}",
-                 plus_minus(r.value, r.ci95), str(r.n_seeds), paper, f"{signed(gap)} {verdict}" if gap is not None else "—"]
+                 plus_minus(r.value, r.ci95), str(r.n_seeds), paper, said, signed(v.gap) if v.compared else "—"]
         rows.append("| " + " | ".join(" ".join(c.split()).replace("|", "\\|") for c in cells) + " |")
     if not rows:
         print("no records match", file=sys.stderr)
         return 1
-    print("| reproduction | record | benchmark | setting | metric | ours (95% CI) | seeds | paper | gap |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| reproduction | record | benchmark | setting | metric | ours (95% CI) | seeds | paper | verdict | gap |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))
+    return 1 if problems else 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from mlatlas.records import load_records, summaries
+
+    root = Path(args.root).resolve() if args.root else project_root()
+    records, problems = load_records(root)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    lines = summaries(record for _, record in records)
+    unknown = set(args.papers) - set(lines)
+    if unknown:
+        print(f"error: no records for paper {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 1
+    for paper, line in lines.items():
+        if not args.papers or paper in args.papers:
+            print(f"{paper}: {line}")
     return 1 if problems else 0
 
 
@@ -154,17 +204,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = registry.apply_overrides(config, args.overrides)
         if args.data_dir is not None:
             config = _with_data_dir(config, args.data_dir, repro.name)
-        is_smoke = config_name == "smoke" or config_name.endswith("_smoke")
+        # Smoke configs (`smoke`, `<name>_smoke`), and configs that say `records: false` (demonstrations too short
+        # to be results), never write a record.
+        is_smoke = config_name == "smoke" or config_name.endswith("_smoke") or config.get("records", True) is False
         if args.action == "run":
             write = not (args.no_record or is_smoke or args.overrides)
         else:
             write = args.record and not (is_smoke or args.overrides)
+        command = recording.command_line()
+        if write and recording.machine_paths(command):
+            raise ValueError(f"a record's command may not name a path of this machine "
+                             f"({', '.join(recording.machine_paths(command))}): give the config by name, or pass "
+                             "--no-record")
         ctx = registry.RunContext(
             config_name=config_name,
             device=args.device,
             work_dir=args.work_dir or root / "runs",
             root=root,
-            command=recording.command_line(),
+            command=command,
             fresh=getattr(args, "fresh", False) or (is_smoke and args.action == "run"),
             eval_only=args.action == "eval",
             write_record=write,

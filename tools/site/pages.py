@@ -24,7 +24,7 @@ from mlatlas.bibtex import bibtex_keys, catalog_bibtex, paper_bibtex
 from mlatlas.catalog import Catalog
 from mlatlas.export_json import catalog_to_json
 from mlatlas.models import Label, LabelFamily, Paper, Topic, Venue
-from mlatlas.records import ResultRecord, compare
+from mlatlas.records import DIFFERENT_PROTOCOL, VERDICTS, ResultRecord, Verdict, summary, verdict
 from mlatlas.site.render import Rendered, front_matter, render
 
 NEWEST_ON_HOME = 8
@@ -58,8 +58,25 @@ class RecordView:
     path: Path
     plot_uri: str | None  # where the plot is published, if the record has one
     curve_uri: str | None  # where the learning-curve CSV is published, if any
-    gap: float | None  # ours minus the paper's number
-    verdict: str  # "agrees", "better", "worse" or "" when there is no paper value
+    verdict: Verdict  # how it reads against the paper's number (records.verdict, the one rule)
+
+    @property
+    def gap(self) -> float | None:
+        """Ours minus the paper's number, only when the two protocols match."""
+        return self.verdict.gap
+
+    @property
+    def kind(self) -> str:
+        return self.verdict.kind
+
+    @property
+    def kind_class(self) -> str:
+        return slug(self.verdict.kind)
+
+    @property
+    def differences(self) -> list[str]:
+        """Each protocol fact that differs, ``key: ours X, paper Y`` (for 'different protocol')."""
+        return self.verdict.reason.split("; ") if self.kind == DIFFERENT_PROTOCOL else []
 
     @property
     def anchor(self) -> str:
@@ -73,6 +90,11 @@ class PaperView:
     topics: list[Topic]
     venue: Venue | None
     records: list[RecordView] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        """One line on how this paper's records read against its numbers (records.summary)."""
+        return summary(rv.record for rv in self.records)
 
     @property
     def reproduction_state(self) -> str:
@@ -159,9 +181,8 @@ class SiteContent:
         view = self.by_id.get(record.paper)
         if view is None:  # a record for a paper not in the catalog: the checks report it
             return
-        gap, verdict = compare(record)
         plot_uri, curve_uri = self._publish(path, record, record.plot), self._publish(path, record, record.curve)
-        view.records.append(RecordView(record, path, plot_uri, curve_uri, gap, verdict))
+        view.records.append(RecordView(record, path, plot_uri, curve_uri, verdict(record)))
 
     def _publish(self, path: Path, record: ResultRecord, relative: str | None) -> str | None:
         """Copy a file a record names (plot, curve) into the site; its URI there, or None if it is missing."""
@@ -219,6 +240,18 @@ class SiteContent:
             (name, sorted(rows, key=lambda row: (row[1].record.setting, row[1].record.reproduction, row[1].anchor)))
             for name, rows in sorted(groups.items())
         ]
+
+    def records_by_verdict(self) -> list[tuple[str, int, list[tuple[str, list[tuple[PaperView, RecordView]]]]]]:
+        """Every record grouped by verdict (in :data:`records.VERDICTS` order, kinds without records left out),
+        then by benchmark as :meth:`records_by_benchmark`: ``[(kind, count, [(benchmark, rows)])]``."""
+        by_kind: dict[str, list[tuple[str, list[tuple[PaperView, RecordView]]]]] = defaultdict(list)
+        for benchmark, rows in self.records_by_benchmark():
+            for kind in VERDICTS:
+                picked = [row for row in rows if row[1].kind == kind]
+                if picked:
+                    by_kind[kind].append((benchmark, picked))
+        return [(kind, sum(len(rows) for _, rows in by_kind[kind]), by_kind[kind]) for kind in VERDICTS
+                if by_kind[kind]]
 
     def newest(self, n: int = NEWEST_ON_HOME) -> list[PaperView]:
         return sorted(self.papers, key=lambda v: (v.paper.added, v.paper.date, v.paper.id), reverse=True)[:n]
