@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
+from reproductions.core.runtime import NonFiniteError
+
 from reproductions.learning_to_optimize.policy import PolicyNet
 
 
@@ -78,7 +80,10 @@ def fit_gmm(data: torch.Tensor, k: int, iterations: int, generator: torch.Genera
 
 def gmm_log_likelihood(x: torch.Tensor, logw, means, covs) -> torch.Tensor:
     """log w_k + log N(x | mu_k, Sigma_k) for x [N, D] -> [N, k]."""
-    L = torch.linalg.cholesky(covs)
+    L, info = torch.linalg.cholesky_ex(covs)
+    if bool((info != 0).any()):  # NaN/inf samples (a diverged trajectory) leave no valid covariance
+        raise NonFiniteError("the dynamics prior met a covariance that is not positive definite (non-finite or "
+                             "degenerate trajectory samples); lower the controllers' initial step or noise")
     diff = (x[None] - means[:, None]).transpose(1, 2)  # [k, D, N]
     z = torch.linalg.solve_triangular(L, diff, upper=False)
     maha = (z * z).sum(1).T  # [N, k]
