@@ -167,12 +167,11 @@ def test_an_impossible_work_folder_is_one_line(tmp_path, capsys):
 
 
 def test_an_impossible_data_folder_is_one_line(tmp_path):
-    from reproductions.datasets import omniglot
-    from reproductions.online_meta_learning import data
+    from reproductions.datasets import mnist, omniglot
 
     blocker = tmp_path / "somefile"
     blocker.write_text("not a folder")
-    with pytest.raises(data.MnistDataError, match="cannot create the data folder"):
-        data.fetch("t10k-labels-idx1-ubyte.gz", blocker / "sub")
+    with pytest.raises(mnist.MnistDataError, match="cannot create the data folder"):
+        mnist.fetch("t10k-labels-idx1-ubyte.gz", blocker / "sub")
     with pytest.raises(omniglot.OmniglotDataError, match="cannot create the data folder"):
         omniglot.fetch_archive("images_background.zip", blocker / "sub", progress=False)
