@@ -94,8 +94,10 @@ def verify(path: Path, file: File) -> None:
 
 
 def fetch(name: str, data_dir: str | os.PathLike | None = None, *, base_url: str | None = None,
-          retries: int = 2, timeout: float = 30.0, progress: bool = True) -> Path:
-    """The verified path of MNIST file ``name`` in the data folder, downloaded first if it is absent."""
+          retries: int = 2, timeout: float = 30.0, progress: bool = True,
+          deadline: float = omniglot.DOWNLOAD_DEADLINE_S) -> Path:
+    """The verified path of MNIST file ``name`` in the data folder, downloaded first if it is absent. ``timeout``
+    bounds each read, ``deadline`` all attempts at one address together."""
     if name not in FILES:
         raise MnistDataError(f"unknown MNIST file {name!r}; known: {', '.join(FILES)}")
     file = FILES[name]
@@ -116,7 +118,8 @@ def fetch(name: str, data_dir: str | os.PathLike | None = None, *, base_url: str
         url = f"{base.rstrip('/')}/{name}"
         try:
             omniglot._download(url, part, session=requests.Session(), retries=retries, timeout=timeout,
-                               backoff=1.0, progress=progress, max_size=file.size)  # stop at the pinned size
+                               backoff=1.0, progress=progress, deadline=deadline,
+                               max_size=file.size)  # stop at the pinned size
         except omniglot.OmniglotDataError as exc:  # the shared downloader's error: try the next address
             errors.append(str(exc))
             continue
