@@ -260,7 +260,7 @@ def test_an_interrupted_run_resumes_and_ends_where_an_uninterrupted_one_ends(tmp
                                    progress=False, **kw)
 
     whole, _, _ = experiment.run_all(config, ctx("whole", fresh=True))
-    saves, real_save = [], experiment._save
+    saves, real_save = [], experiment.training.save_checkpoint
 
     def save_then_die(path, payload):
         real_save(path, payload)
@@ -268,12 +268,12 @@ def test_an_interrupted_run_resumes_and_ends_where_an_uninterrupted_one_ends(tmp
         if len(saves) == 2:  # the ftml learner after its second task
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiment, "_save", save_then_die)
+    monkeypatch.setattr(experiment.training, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         experiment.run_all(config, ctx("cut", fresh=True))
     with pytest.raises(ValueError, match="stopped after 2 of 3 tasks"):
         experiment.run_all(config, ctx("cut", eval_only=True))
-    monkeypatch.setattr(experiment, "_save", real_save)
+    monkeypatch.setattr(experiment.training, "save_checkpoint", real_save)
     resumed, _, _ = experiment.run_all(config, ctx("cut"))
     assert resumed == whole
 
