@@ -29,12 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 import requests
 
 from reproductions.datasets import omniglot
 
-DATA_DIR_ENV = "MLATLAS_DATA_DIR"
+DATA_DIR_ENV = omniglot.DATA_DIR_ENV
 BASE_URL_ENV = "MLATLAS_MNIST_URL"
 BASE_URLS = ("http://yann.lecun.com/exdb/mnist", "https://ossci-datasets.s3.amazonaws.com/mnist")
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
@@ -68,12 +67,7 @@ SPLITS = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """The folder holding the MNIST files: ``data_dir``, else ``$MLATLAS_DATA_DIR/mnist``, else the user data dir."""
-    if data_dir:
-        return Path(data_dir).expanduser()
-    env = os.environ.get(DATA_DIR_ENV)
-    if env:
-        return Path(env).expanduser() / "mnist"
-    return Path(platformdirs.user_data_dir("mlatlas", appauthor=False)) / "mnist"
+    return omniglot.dataset_folder("mnist", data_dir)
 
 
 def verify(path: Path, file: File) -> None:

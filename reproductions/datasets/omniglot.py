@@ -129,14 +129,20 @@ ARCHIVES: dict[str, Archive] = {
 # --------------------------------------------------------------------------------------------------
 
 
-def resolve_data_dir(flag: str | os.PathLike | None = None) -> Path:
-    """The folder that holds the Omniglot archives: the flag, else $MLATLAS_DATA_DIR/omniglot, else the user data dir."""
+def dataset_folder(dataset: str, flag: str | os.PathLike | None = None) -> Path:
+    """The folder that holds a data set's files: the flag, else $MLATLAS_DATA_DIR/<dataset>, else the user data dir
+    (shared by every data set the reproductions download: omniglot, mnist)."""
     if flag:
         return Path(flag).expanduser()
     env = os.environ.get(DATA_DIR_ENV)
     if env:
-        return Path(env).expanduser() / "omniglot"
-    return Path(platformdirs.user_data_dir("mlatlas", appauthor=False)) / "omniglot"
+        return Path(env).expanduser() / dataset
+    return Path(platformdirs.user_data_dir("mlatlas", appauthor=False)) / dataset
+
+
+def resolve_data_dir(flag: str | os.PathLike | None = None) -> Path:
+    """The folder that holds the Omniglot archives: the flag, else $MLATLAS_DATA_DIR/omniglot, else the user data dir."""
+    return dataset_folder("omniglot", flag)
 
 
 def resolve_cache_dir() -> Path:
