@@ -25,10 +25,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mlatlas.loader import load_catalog
+from mlatlas.catalog.loader import load_catalog
 from mlatlas.paths import project_root
-from mlatlas.render import BLOCKS, BEGIN, END, write_readme
-from mlatlas.yamlio import compose, read_yaml
+from mlatlas.outputs.readme import BLOCKS, BEGIN, END, write_readme
+from mlatlas.catalog.yamlio import compose, read_yaml
 
 PAPER = """# yaml-language-server: $schema=../schema/paper.schema.json
 id: {id}
@@ -149,9 +149,9 @@ def _breakdown(root: Path) -> dict[str, float]:
     least Python work any PyYAML-based reader does, here with our quick tag resolver)."""
     import yaml
 
-    from mlatlas.checks import check_catalog
-    from mlatlas.models import Paper
-    from mlatlas.render import render_blocks
+    from mlatlas.catalog.checks import check_catalog
+    from mlatlas.catalog.models import Paper
+    from mlatlas.outputs.readme import render_blocks
 
     paths = sorted((root / "catalog" / "papers").glob("*.yaml"))
     texts = [p.read_text(encoding="utf-8") for p in paths]

@@ -17,10 +17,10 @@ import yaml
 from _local_http import LocalServer, Reply
 from pydantic import ValidationError
 
-from mlatlas.add_paper import leftover_todos, suggest_venue
-from mlatlas.arxiv import ArxivClient, ArxivEntry, parse_arxiv_id
+from mlatlas.contrib.add_paper import leftover_todos, suggest_venue
+from mlatlas.contrib.arxiv import ArxivClient, ArxivEntry, parse_arxiv_id
 from mlatlas.cli import main
-from mlatlas.models import Paper, VenueVocabulary
+from mlatlas.catalog.models import Paper, VenueVocabulary
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "arxiv"
@@ -376,7 +376,7 @@ def test_a_failed_rename_leaves_no_file_behind(empty_root, monkeypatch, capsys):
 
 def test_external_entities_are_refused_too():
     """An XXE payload (an entity reading a local file) never gets as far as reading the file."""
-    from mlatlas.arxiv import ArxivError, parse_feed
+    from mlatlas.contrib.arxiv import ArxivError, parse_feed
 
     payload = (
         b'<?xml version="1.0"?>\n<!DOCTYPE feed [<!ENTITY secret SYSTEM "file:///etc/hostname">]>\n'

@@ -7,7 +7,7 @@ import pytest
 from _local_http import LocalServer
 
 from mlatlas.cli import main
-from mlatlas.links import links_in_text
+from mlatlas.contrib.links import links_in_text
 from test_add_paper import add, atom, make_root
 
 BAD = "catalog/papers/broken.yaml"

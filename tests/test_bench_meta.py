@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from mlatlas.bench_page import goal_line, render_bench_page
+from mlatlas.outputs.bench_page import goal_line, render_bench_page
 from mlatlas.cli import main
 from reproductions.bench import meta_bench, peak_memory, workloads
 from reproductions.core.functional import adapt, meta_gradient, meta_loss, parameters_of

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mlatlas.checks import link_key, normalise_title
-from mlatlas.loader import load_catalog
+from mlatlas.catalog.checks import link_key, normalise_title
+from mlatlas.catalog.loader import load_catalog
 
 ALPHA = "catalog/papers/alpha.yaml"
 BETA = "catalog/papers/beta.yaml"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from conftest import PROJECT_ROOT
-from mlatlas.jsonschema_export import schema_is_stale
-from mlatlas.loader import load_catalog
-from mlatlas.render import check_readme
+from mlatlas.outputs.jsonschema_export import schema_is_stale
+from mlatlas.catalog.loader import load_catalog
+from mlatlas.outputs.readme import check_readme
 
 
 def test_real_catalog_validates():

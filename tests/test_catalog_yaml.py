@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from mlatlas.cli import main
-from mlatlas.loader import load_catalog, load_valid_catalog
-from mlatlas.problems import CatalogError
-from mlatlas.yamlio import MAX_BYTES
+from mlatlas.catalog.loader import load_catalog, load_valid_catalog
+from mlatlas.catalog.problems import CatalogError
+from mlatlas.catalog.yamlio import MAX_BYTES
 
 ALPHA = "catalog/papers/alpha.yaml"
 
@@ -157,7 +157,7 @@ def test_validate_passes_and_reports_infos(tree, capsys):
 
 
 def test_parallel_parsing_gives_the_same_catalog_and_problems(tree, monkeypatch):
-    from mlatlas import yamlio
+    from mlatlas.catalog import yamlio
 
     tree.copy_paper("alpha", "gamma", ("method: Alpha", "method: [Alpha]"))
     tree.write("catalog/papers/delta.yaml", "a: &x 1\nb: *x\n")

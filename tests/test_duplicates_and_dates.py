@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
-from mlatlas.checks import link_key, normalise_title
-from mlatlas.loader import load_catalog
+from mlatlas.catalog.checks import link_key, normalise_title
+from mlatlas.catalog.loader import load_catalog
 
 ALPHA = "catalog/papers/alpha.yaml"
 GAMMA = "catalog/papers/gamma.yaml"

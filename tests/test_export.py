@@ -8,13 +8,13 @@ import jsonschema
 import pytest
 
 from conftest import FIXTURE_CATALOG
-from mlatlas.bibtex import base_key, bibtex_keys, catalog_bibtex, paper_bibtex
+from mlatlas.outputs.bibtex import base_key, bibtex_keys, catalog_bibtex, paper_bibtex
 from mlatlas.cli import main
-from mlatlas.export_json import FORMAT_NAME, catalog_to_json
-from mlatlas.jsonschema_export import paper_json_schema
-from mlatlas.loader import load_valid_catalog
+from mlatlas.outputs.export_json import FORMAT_NAME, catalog_to_json
+from mlatlas.outputs.jsonschema_export import paper_json_schema
+from mlatlas.catalog.loader import load_valid_catalog
 from mlatlas.records import summary, verdict
-from mlatlas.yamlio import read_yaml
+from mlatlas.catalog.yamlio import read_yaml
 
 
 @pytest.fixture(scope="module")

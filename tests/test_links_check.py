@@ -15,7 +15,7 @@ import yaml
 from _local_http import LocalServer, Reply, self_signed_tls
 
 from mlatlas.cli import main
-from mlatlas.links import CACHE_FILE, LinkCache, LinkChecker, collect_links, links_in_text
+from mlatlas.contrib.links import CACHE_FILE, LinkCache, LinkChecker, collect_links, links_in_text
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 1.0  # generous enough for a loaded CI machine; /slow answers well after it

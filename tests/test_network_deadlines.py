@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from mlatlas import netio
-from mlatlas.arxiv import ArxivClient, ArxivError
-from mlatlas.links import LinkChecker
+from mlatlas.contrib.arxiv import ArxivClient, ArxivError
+from mlatlas.contrib.links import LinkChecker
 
 DEADLINE = 1.0
 SLACK = 3.0  # the test machine is shared and busy; one byte a second would take minutes

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mlatlas.cli import main
-from mlatlas.loader import load_catalog
+from mlatlas.catalog.loader import load_catalog
 
 BETA = "catalog/papers/beta.yaml"
 RECORD = "reproductions/toy_repro/results/omniglot.yaml"
@@ -59,8 +59,8 @@ def test_export_refuses_a_nan_catalog_and_writes_strict_json_otherwise(tree, tmp
 
 
 def test_writing_json_with_nan_fails_loudly_rather_than_writing_it(tree, tmp_path, monkeypatch):
-    from mlatlas import export_json
-    from mlatlas.loader import load_valid_catalog
+    from mlatlas.outputs import export_json
+    from mlatlas.catalog.loader import load_valid_catalog
 
     catalog = load_valid_catalog(tree.root)
     real = export_json.catalog_to_json

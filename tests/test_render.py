@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from conftest import FIXTURE_CATALOG
-from mlatlas.bibtex import paper_bibtex
+from mlatlas.outputs.bibtex import paper_bibtex
 from mlatlas.cli import main
-from mlatlas.loader import load_valid_catalog
-from mlatlas.mdescape import md_text, visible_text
-from mlatlas.render import BEGIN, END, RenderError, render_blocks, splice, stale_blocks
+from mlatlas.catalog.loader import load_valid_catalog
+from mlatlas.outputs.mdescape import md_text, visible_text
+from mlatlas.outputs.readme import BEGIN, END, RenderError, render_blocks, splice, stale_blocks
 
 MD = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 

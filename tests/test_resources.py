@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlatlas.checks import link_key, normalise_title
-from mlatlas.loader import load_valid_catalog
-from mlatlas.models import RESOURCE_FILES
+from mlatlas.catalog.checks import link_key, normalise_title
+from mlatlas.catalog.loader import load_valid_catalog
+from mlatlas.catalog.models import RESOURCE_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 RESOURCES = REPO / "catalog" / "resources"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mlatlas.loader import load_valid_catalog
+from mlatlas.catalog.loader import load_valid_catalog
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO.parent / "shared" / "seeds" / "000-meta-learning-papers-with-code.md"

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from mlatlas.checks import normalise_title
-from mlatlas.loader import load_valid_catalog
+from mlatlas.catalog.checks import normalise_title
+from mlatlas.catalog.loader import load_valid_catalog
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO.parent / "shared" / "seeds"

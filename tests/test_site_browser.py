@@ -19,7 +19,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from mlatlas.loader import load_valid_catalog
+from mlatlas.catalog.loader import load_valid_catalog
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")

@@ -9,8 +9,8 @@ import yaml
 from mkdocs.structure.files import File
 
 from mlatlas.records import ResultRecord, compare
-from mlatlas.site.pages import page_url
-from mlatlas.site.render import front_matter, number
+from mlatlas.outputs.site.pages import page_url
+from mlatlas.outputs.site.render import front_matter, number
 
 
 @pytest.mark.parametrize("uri", ["index.md", "papers/index.md", "papers/maml.md", "venues/neurips.md", "downloads/catalog.json"])
@@ -64,8 +64,8 @@ def _view_record(value, benchmark, protocol, paper_protocol=None, paper_value=98
 
 def test_reproductions_page_groups_rows_by_verdict_and_shows_no_gap_across_protocols(tmp_path):
     from conftest import FIXTURE_CATALOG
-    from mlatlas.loader import load_valid_catalog
-    from mlatlas.site.pages import SiteContent
+    from mlatlas.catalog.loader import load_valid_catalog
+    from mlatlas.outputs.site.pages import SiteContent
 
     catalog = load_valid_catalog(FIXTURE_CATALOG)
     same = {"data": "Omniglot, 1,200 characters", "test": "5-way 1-shot"}

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from mlatlas.loader import load_catalog
+from mlatlas.catalog.loader import load_catalog
 
 PAPER = "catalog/papers/gamma.yaml"
 RECORD = "reproductions/toy_repro/results/second.yaml"
@@ -62,7 +62,7 @@ def test_a_special_file_is_refused_by_validate_without_hanging(tree, tmp_path, w
 def test_a_device_is_refused_by_its_kind_before_a_byte_is_read():
     from pathlib import Path
 
-    from mlatlas.yamlio import YamlError, read_yaml
+    from mlatlas.catalog.yamlio import YamlError, read_yaml
 
     if not Path("/dev/zero").exists():
         pytest.skip("no /dev/zero on this system")

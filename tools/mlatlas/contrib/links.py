@@ -28,10 +28,10 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from mlatlas import __version__
-from mlatlas.arxiv import retry_after_seconds
-from mlatlas.models import Paper
+from mlatlas.contrib.arxiv import retry_after_seconds
+from mlatlas.catalog.models import Paper
 from mlatlas.netio import DeadlineExceeded, abort, within
-from mlatlas.yamlio import YamlError, read_text
+from mlatlas.catalog.yamlio import YamlError, read_text
 
 USER_AGENT = f"mlatlas/{__version__} (Meta-Learning Atlas link checker)"
 CACHE_FILE = Path(".mlatlas-cache") / "links.json"

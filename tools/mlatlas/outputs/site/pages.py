@@ -1,6 +1,6 @@
 """Turn a loaded catalog (and the reproductions' result records) into the site's generated pages.
 
-Everything here is plain data in, Markdown/HTML text out; ``mlatlas.site.hooks`` hands the result
+Everything here is plain data in, Markdown/HTML text out; ``mlatlas.outputs.site.hooks`` hands the result
 to mkdocs as virtual files. Links between generated pages are computed here (mkdocs does not
 rewrite links in raw HTML), from the URLs mkdocs itself gives each file.
 """
@@ -19,13 +19,13 @@ from urllib.parse import urlencode
 from mkdocs.structure.files import File
 from mkdocs.utils import get_relative_url
 
-from mlatlas.bench_page import render_bench_page
-from mlatlas.bibtex import bibtex_keys, catalog_bibtex, paper_bibtex
-from mlatlas.catalog import Catalog
-from mlatlas.export_json import catalog_to_json
-from mlatlas.models import Label, LabelFamily, Paper, Topic, Venue
+from mlatlas.outputs.bench_page import render_bench_page
+from mlatlas.outputs.bibtex import bibtex_keys, catalog_bibtex, paper_bibtex
+from mlatlas.catalog.entries import Catalog
+from mlatlas.outputs.export_json import catalog_to_json
+from mlatlas.catalog.models import Label, LabelFamily, Paper, Topic, Venue
 from mlatlas.records import DIFFERENT_PROTOCOL, VERDICTS, ResultRecord, Verdict, summary, verdict
-from mlatlas.site.render import Rendered, front_matter, render
+from mlatlas.outputs.site.render import Rendered, front_matter, render
 
 NEWEST_ON_HOME = 8
 RESOURCE_KINDS = ["datasets", "books", "blogs", "videos", "workshops", "researchers"]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from mlatlas.catalog import Catalog
-from mlatlas.models import Paper
-from mlatlas.render import primary_url
+from mlatlas.catalog.entries import Catalog
+from mlatlas.catalog.models import Paper
+from mlatlas.outputs.readme import primary_url
 
 _STOP_WORDS = {"a", "an", "the", "on", "of", "for", "to", "in", "and", "with", "via", "towards", "toward", "is", "are"}
 _LATEX = {

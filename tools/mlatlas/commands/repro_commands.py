@@ -120,7 +120,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_results(args: argparse.Namespace) -> int:
     from mlatlas.records import DIFFERENT_PROTOCOL, load_records, verdict
-    from mlatlas.site.render import number, signed
+    from mlatlas.outputs.site.render import number, signed
 
     root = Path(args.root).resolve() if args.root else project_root()
     records, problems = load_records(root)

@@ -3,7 +3,7 @@ and the website's benchmarks page. Every string from the results file goes throu
 
 from __future__ import annotations
 
-from mlatlas.mdescape import md_text
+from mlatlas.outputs.mdescape import md_text
 
 IMPL_NAMES = {"ours": "ours (reproductions.core)", "ours-lean": "ours, lean options (few tasks per call)",
               "higher": "higher", "learn2learn": "learn2learn"}

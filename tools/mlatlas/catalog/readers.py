@@ -8,10 +8,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from mlatlas import models
-from mlatlas.problems import Problem, relative
-from mlatlas.suggest import hint
-from mlatlas.yamlio import YamlDoc, YamlError, read_or_error
+from mlatlas.catalog import models
+from mlatlas.catalog.problems import Problem, relative
+from mlatlas.catalog.suggest import hint
+from mlatlas.catalog.yamlio import YamlDoc, YamlError, read_or_error
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -93,7 +93,7 @@ def read_model(path: Path, model: type[M], root: Path, problems: list[Problem]) 
 def model_from(
     parsed: YamlDoc | YamlError, path: Path, model: type[M], root: Path, problems: list[Problem]
 ) -> tuple[M | None, YamlDoc | None]:
-    """Like :func:`read_model` for a file already parsed (see :func:`mlatlas.yamlio.read_many`)."""
+    """Like :func:`read_model` for a file already parsed (see :func:`mlatlas.catalog.yamlio.read_many`)."""
     if isinstance(parsed, YamlError):
         problems.append(Problem(relative(path, root), parsed.line, "", parsed.message))
         return None, None

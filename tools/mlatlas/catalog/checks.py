@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from mlatlas.catalog import Catalog
-from mlatlas.models import VENUE_PATTERN, Paper
+from mlatlas.catalog.entries import Catalog
+from mlatlas.catalog.models import VENUE_PATTERN, Paper
 from mlatlas.paths import catalog_dir, reproductions_dir
-from mlatlas.problems import Problem, relative
-from mlatlas.suggest import closest, hint
-from mlatlas.yamlio import YamlError, read_yaml
+from mlatlas.catalog.problems import Problem, relative
+from mlatlas.catalog.suggest import closest, hint
+from mlatlas.catalog.yamlio import YamlError, read_yaml
 
 _VENUE = re.compile(VENUE_PATTERN)
 _ARXIV_HOSTS = {h: "arxiv.org" for h in ("export.arxiv.org", "lanl.arxiv.org", "browse.arxiv.org",

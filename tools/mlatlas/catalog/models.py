@@ -2,7 +2,7 @@
 
 These models are the contract between the YAML files, the checks, the renderers and the exports.
 They validate one file at a time; checks that need the whole catalog (unique ids, labels that exist
-in the vocabularies, shared links ...) live in ``mlatlas.checks``.
+in the vocabularies, shared links ...) live in ``mlatlas.catalog.checks``.
 """
 
 from __future__ import annotations

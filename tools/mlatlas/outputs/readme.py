@@ -7,7 +7,7 @@ README.md is hand-written prose with blocks between marker comments::
     <!-- END GENERATED: papers -->
 
 Only the inside of a block is ever replaced. Every catalog string reaches the templates already
-escaped (:mod:`mlatlas.mdescape`), so the templates only lay cells out.
+escaped (:mod:`mlatlas.outputs.mdescape`), so the templates only lay cells out.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import jinja2
 
-from mlatlas.catalog import Catalog
+from mlatlas.catalog.entries import Catalog
 from mlatlas.files import write_text_atomic
-from mlatlas.mdescape import md_link, md_text, shields_badge
-from mlatlas.models import Paper
+from mlatlas.outputs.mdescape import md_link, md_text, shields_badge
+from mlatlas.catalog.models import Paper
 
 BEGIN = "<!-- BEGIN GENERATED: {name} (mlatlas render; do not edit) -->"
 END = "<!-- END GENERATED: {name} -->"

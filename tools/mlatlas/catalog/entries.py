@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlatlas.models import LabelVocabulary, Paper, TopicVocabulary, VenueVocabulary
+from mlatlas.catalog.models import LabelVocabulary, Paper, TopicVocabulary, VenueVocabulary
 
 
 @dataclass

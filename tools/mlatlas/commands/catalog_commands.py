@@ -6,14 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from mlatlas.bibtex import catalog_bibtex
-from mlatlas.export_json import write_catalog_json
+from mlatlas.outputs.bibtex import catalog_bibtex
+from mlatlas.outputs.export_json import write_catalog_json
 from mlatlas.files import write_text_atomic
-from mlatlas.jsonschema_export import schema_is_stale, schema_path, write_schema
-from mlatlas.loader import load_catalog
+from mlatlas.outputs.jsonschema_export import schema_is_stale, schema_path, write_schema
+from mlatlas.catalog.loader import load_catalog
 from mlatlas.paths import project_root
-from mlatlas.problems import Problem, relative
-from mlatlas.render import RenderError, check_readme, write_readme
+from mlatlas.catalog.problems import Problem, relative
+from mlatlas.outputs.readme import RenderError, check_readme, write_readme
 
 
 def _root(args: argparse.Namespace) -> Path:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from mlatlas import __version__
-from mlatlas.bibtex import bibtex_keys
-from mlatlas.catalog import Catalog
+from mlatlas.outputs.bibtex import bibtex_keys
+from mlatlas.catalog.entries import Catalog
 from mlatlas.files import write_text_atomic
-from mlatlas.problems import relative
+from mlatlas.catalog.problems import relative
 from mlatlas.records import summaries, verdict
 
 FORMAT_NAME = "meta-learning-atlas-catalog"

@@ -5,7 +5,7 @@
 - ``on_files``: add the generated pages, plots and downloads as virtual files (nothing is written
   to the docs folder, nothing generated is committed).
 - ``on_page_content`` / ``on_page_context``: put each generated page's HTML blocks back, the
-  unindexed ones only after search has read the page (see ``mlatlas.site.render``).
+  unindexed ones only after search has read the page (see ``mlatlas.outputs.site.render``).
 - ``on_serve``: watch ``catalog/`` and the reproductions' results so ``mkdocs serve`` rebuilds on edit.
 
 The catalog is read from ``MLATLAS_ROOT`` when set, else from the folder holding ``mkdocs.yml``.
@@ -20,9 +20,9 @@ from mkdocs.exceptions import PluginError
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
 
-from mlatlas.loader import load_valid_catalog
-from mlatlas.problems import CatalogError
-from mlatlas.site.pages import SiteContent, allowed_tags
+from mlatlas.catalog.loader import load_valid_catalog
+from mlatlas.catalog.problems import CatalogError
+from mlatlas.outputs.site.pages import SiteContent, allowed_tags
 
 _state: dict = {}
 

@@ -51,7 +51,7 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def render_recorded(path: Path, markdown: Path | None) -> int:
-    from mlatlas.bench_page import render_bench_page, render_table
+    from mlatlas.outputs.bench_page import render_bench_page, render_table
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -67,7 +67,7 @@ def render_recorded(path: Path, markdown: Path | None) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from mlatlas.bench_page import render_bench_page, render_table
+    from mlatlas.outputs.bench_page import render_bench_page, render_table
     from reproductions.bench import meta_bench
 
     if args.render:

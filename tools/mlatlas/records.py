@@ -17,9 +17,9 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints, field_validator
 
-from mlatlas.models import PackageName, ShortText, Slug, Strict, Text
-from mlatlas.problems import Problem
-from mlatlas.readers import read_model
+from mlatlas.catalog.models import PackageName, ShortText, Slug, Strict, Text
+from mlatlas.catalog.problems import Problem
+from mlatlas.catalog.readers import read_model
 
 
 ProtocolKey = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)]

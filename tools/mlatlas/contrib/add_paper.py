@@ -18,10 +18,10 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from mlatlas.arxiv import ArxivClient, ArxivEntry, parse_arxiv_id
-from mlatlas.models import DOI_PATTERN, SLUG_PATTERN, LabelVocabulary, Paper, TopicVocabulary, VenueVocabulary
-from mlatlas.problems import Problem, relative
-from mlatlas.yamlio import YamlError, parse_text, read_text
+from mlatlas.contrib.arxiv import ArxivClient, ArxivEntry, parse_arxiv_id
+from mlatlas.catalog.models import DOI_PATTERN, SLUG_PATTERN, LabelVocabulary, Paper, TopicVocabulary, VenueVocabulary
+from mlatlas.catalog.problems import Problem, relative
+from mlatlas.catalog.yamlio import YamlError, parse_text, read_text
 
 TODO = "TODO(contributor)"
 PAPERS = Path("catalog") / "papers"

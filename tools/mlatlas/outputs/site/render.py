@@ -1,4 +1,4 @@
-"""Jinja2 environment for the site templates (``tools/templates/site``).
+"""Jinja2 environment for the site templates (``tools/mlatlas/outputs/templates/site``).
 
 Templates produce Markdown pages whose HTML parts sit in ``{% filter raw_html %}`` blocks. Each
 block is replaced by a marker comment and its HTML kept aside (:class:`Rendered`); the hook puts

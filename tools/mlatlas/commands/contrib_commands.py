@@ -8,9 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from mlatlas.add_paper import AddError, add_papers, leftover_todos
-from mlatlas.arxiv import API_URL_ENV, DEFAULT_API_URL, DELAY_ENV, ArxivClient, ArxivError
-from mlatlas.links import (
+from mlatlas.contrib.add_paper import AddError, add_papers, leftover_todos
+from mlatlas.contrib.arxiv import API_URL_ENV, DEFAULT_API_URL, DELAY_ENV, ArxivClient, ArxivError
+from mlatlas.contrib.links import (
     CACHE_FILE,
     LinkCache,
     LinkChecker,
@@ -24,7 +24,7 @@ from mlatlas.links import (
 from mlatlas.paths import project_root
 
 ARXIV_STAMP = Path(".mlatlas-cache") / "arxiv-last-request"  # spaces requests across runs
-from mlatlas.problems import relative
+from mlatlas.catalog.problems import relative
 
 
 def _root(args) -> Path:

@@ -1,8 +1,8 @@
 """Read ``catalog/`` (and the reproductions' result records) into a :class:`Catalog`, collecting every
 problem of every file in one run instead of stopping at the first.
 
-Each file is validated on its own by the models (:mod:`mlatlas.readers`); the checks that need the whole
-catalog live in :mod:`mlatlas.checks`.
+Each file is validated on its own by the models (:mod:`mlatlas.catalog.readers`); the checks that need the whole
+catalog live in :mod:`mlatlas.catalog.checks`.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlatlas.catalog import Catalog
-from mlatlas.checks import check_catalog
-from mlatlas.models import RESOURCE_FILES, LabelVocabulary, Paper, TopicVocabulary, VenueVocabulary
+from mlatlas.catalog.entries import Catalog
+from mlatlas.catalog.checks import check_catalog
+from mlatlas.catalog.models import RESOURCE_FILES, LabelVocabulary, Paper, TopicVocabulary, VenueVocabulary
 from mlatlas.paths import catalog_dir, project_root
-from mlatlas.problems import CatalogError, Problem, relative
-from mlatlas.readers import model_from, read_model
+from mlatlas.catalog.problems import CatalogError, Problem, relative
+from mlatlas.catalog.readers import model_from, read_model
 from mlatlas.records import load_records
-from mlatlas.yamlio import read_many
+from mlatlas.catalog.yamlio import read_many
 
 SCHEMA_COMMENT = "# yaml-language-server: $schema=../schema/paper.schema.json"
 

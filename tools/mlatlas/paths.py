@@ -19,7 +19,7 @@ def project_root(start: Path | None = None) -> Path:
         if (folder / "catalog" / "vocab").is_dir():
             return folder
     # Fall back to the checkout this package was installed from (editable installs).
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]  # tools/mlatlas/paths.py -> checkout
 
 
 def catalog_dir(root: Path) -> Path:
