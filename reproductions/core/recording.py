@@ -260,11 +260,14 @@ def write_record(
 # Options that say where files sit on the machine that ran the command, not what was computed: a record's command
 # leaves them out, so that it names no path of that machine and reruns anywhere with the defaults.
 MACHINE_OPTIONS = ("--work-dir", "--data-dir", "--root")
+COMMAND_ENV = "MLATLAS_COMMAND"  # set by `mlatlas repro run --nproc` for its workers
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:
     """The command as the user typed it (``mlatlas ...`` when run through the console script), without the
     :data:`MACHINE_OPTIONS` and their values."""
+    if argv is None and os.environ.get(COMMAND_ENV):  # a worker of `--nproc`: the command the user typed
+        return os.environ[COMMAND_ENV]
     argv = list(sys.argv if argv is None else argv)
     if argv and Path(argv[0]).name in {"mlatlas", "__main__.py"}:
         argv[0] = "mlatlas"
