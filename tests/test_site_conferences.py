@@ -85,9 +85,9 @@ def test_home_links_the_index_and_the_index_links_every_edition_newest_first(cat
     assert "(2)" in _html(index)  # ICML 2017 holds two papers
 
 
-def test_the_real_catalog_has_the_2023_conferences_of_issue_26():
+def test_the_real_catalog_has_a_page_for_each_2023_conference_of_issue_26():
     site = SiteContent(load_valid_catalog(PROJECT_ROOT))
     pages = {p.src_uri for p in site.pages()}
-    for venue in ("ICLR", "ICML", "NeurIPS", "CVPR"):
+    for venue in ("ICLR", "ICML", "NeurIPS", "CVPR", "ICCV"):
         assert conference_uri(venue, 2023) in pages, venue
     assert Path(PROJECT_ROOT / "mkdocs.yml").read_text(encoding="utf-8").count(INDEX_URI) == 1  # in the nav
