@@ -103,10 +103,10 @@ def test_duplicate_result_is_refused_and_a_different_row_is_not(bench_tree):
     block = bench_tree.read(BETA).split("results:\n", 1)[1].split("added:", 1)[0]
     bench_tree.edit(BETA, "added:", block + "added:")
     assert errors(bench_tree) == [
-        "catalog/papers/beta.yaml:29: results.1: the same result (benchmark, setting, variant, row and source) "
-        "is already listed at line 20"
+        "catalog/papers/beta.yaml:29: results.1: the same result (benchmark, setting, variant, row, backbone, extras "
+        "and source) is already listed at line 20"
     ]
-    bench_tree.edit(BETA, "    pm: 0.4\n", "    pm: 0.4\n    row: Beta (fine-tuned)\n")
+    bench_tree.edit(BETA, "    pm: 0.4\n", "    pm: 0.4\n    extras: [fine-tuning at test]\n")
     assert errors(bench_tree) == []
 
 

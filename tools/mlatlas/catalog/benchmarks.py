@@ -168,11 +168,12 @@ def check_results(rep) -> None:
                 rep.add(path, (*at, "value"), f"{result.value:g} is impossible for {bench.metric}"
                         f"{' in ' + bench.unit if bench.unit else ''}: values lie in {rng}")
                 continue
-            key = (bench.name, result.setting, result.variant or bench.default_variant, result.row,
-                   result.source.paper, result.source.citation, result.source.table)
+            key = (bench.name, result.setting, result.variant or bench.default_variant, result.row, result.backbone,
+                   tuple(result.extras), result.source.paper, result.source.citation, result.source.table)
             if key in seen:
                 first = rep.line(path, ("results", seen[key]))
-                rep.add(path, at, f"the same result (benchmark, setting, variant, row and source) is already listed "
+                rep.add(path, at, f"the same result (benchmark, setting, variant, row, backbone, extras and source) is already "
+                        "listed "
                         f"at line {first}")
                 continue
             seen[key] = i
