@@ -271,13 +271,18 @@ def command_line(argv: Sequence[str] | None = None) -> str:
     argv = list(sys.argv if argv is None else argv)
     if argv and Path(argv[0]).name in {"mlatlas", "__main__.py"}:
         argv[0] = "mlatlas"
+    return shlex.join(without_options(argv, MACHINE_OPTIONS))
+
+
+def without_options(argv: Sequence[str], options: Sequence[str]) -> list[str]:
+    """``argv`` without each of ``options`` and its value (``--opt VALUE`` or ``--opt=VALUE``)."""
     kept, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg in MACHINE_OPTIONS:
+        elif arg in options:
             skip = True
-        elif not arg.startswith(tuple(f"{option}=" for option in MACHINE_OPTIONS)):
+        elif not arg.startswith(tuple(f"{option}=" for option in options)):
             kept.append(arg)
-    return shlex.join(kept)
+    return kept
 

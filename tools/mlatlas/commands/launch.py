@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from reproductions.core.recording import COMMAND_ENV  # the command as the user typed it, for the records
+from reproductions.core.recording import COMMAND_ENV, without_options  # COMMAND_ENV: the command typed, for records
 
 # The options that only the launching process reads, each with one value.
 LAUNCH_OPTIONS = ("--nproc", "--split")
@@ -26,15 +26,7 @@ LAUNCH_OPTIONS = ("--nproc", "--split")
 
 def worker_argv(argv: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
     """``argv`` (without the program name) minus the launch options, plus ``extra``."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in LAUNCH_OPTIONS:
-            skip = True
-        elif not arg.startswith(tuple(f"{o}=" for o in LAUNCH_OPTIONS)):
-            kept.append(arg)
-    return [sys.executable, "-m", "mlatlas.cli", *kept, *extra]
+    return [sys.executable, "-m", "mlatlas.cli", *without_options(argv, LAUNCH_OPTIONS), *extra]
 
 
 def free_port() -> int:
