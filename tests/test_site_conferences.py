@@ -91,3 +91,22 @@ def test_the_real_catalog_has_a_page_for_each_2023_conference_of_issue_26():
     for venue in ("ICLR", "ICML", "NeurIPS", "CVPR", "ICCV"):
         assert conference_uri(venue, 2023) in pages, venue
     assert Path(PROJECT_ROOT / "mkdocs.yml").read_text(encoding="utf-8").count(INDEX_URI) == 1  # in the nav
+
+
+@pytest.mark.parametrize("year, venues", [(2024, ("ICLR", "ICML", "NeurIPS", "CVPR")), (2025, ("ICLR",))])
+def test_the_real_catalog_has_pages_for_the_2024_and_2025_editions_of_issue_26(year, venues):
+    """Each populated 2024/2025 edition gets its page, listed in the index under its year, and every paper whose venue
+    names that edition appears on it (the pages are keyed by the venue's year, not the first version's)."""
+    catalog = load_valid_catalog(PROJECT_ROOT)
+    site = SiteContent(catalog)
+    pages = {p.src_uri: p for p in site.pages()}
+    index = _html(pages[INDEX_URI])
+    for venue in venues:
+        label = f"{venue} {year}"
+        assert conference_uri(venue, year) in pages, label
+        assert f'data-edition="{label}"' in index, label
+        html = _html(pages[conference_uri(venue, year)])
+        papers = [p for p in catalog.papers.values() if p.venue == label]
+        assert len(papers) >= 4, label
+        for paper in papers:
+            assert f">{paper.title}<" in html, (label, paper.id)
