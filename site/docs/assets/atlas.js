@@ -37,6 +37,23 @@
     });
     var ordered = data.slice(); // data in the order the table shows it
 
+    // What each column sorts by: a value, not the text of its cell. A header whose button names an order
+    // (data-order="official community none") sorts by rank in it; the others by text, ignoring case.
+    var sortValues = {};
+    sorters.forEach(function (button) {
+      var key = button.dataset.sort;
+      var order = (button.dataset.order || "").split(" ").filter(Boolean);
+      sortValues[key] = data.map(function (item) {
+        var value = item[key];
+        if (order.length) {
+          var rank = order.indexOf(value);
+          return rank < 0 ? order.length : rank;
+        }
+        return key === "date" ? value : value.toLowerCase();
+      });
+    });
+    var collator = new Intl.Collator(undefined, { sensitivity: "base", numeric: true });
+
     function chosen() {
       var state = { text: text.value.trim().toLowerCase() };
       MULTI.forEach(function (f) {
@@ -115,11 +132,11 @@
       ordered = data.slice();
       if (sort.key) {
         var sign = sort.dir === "descending" ? -1 : 1;
+        var values = sortValues[sort.key];
         ordered.sort(function (a, b) {
-          var x = a[sort.key], y = b[sort.key];
-          if (x < y) return -sign;
-          if (x > y) return sign;
-          return a.index - b.index;
+          var x = values[a.index], y = values[b.index];
+          var c = typeof x === "number" ? x - y : collator.compare(x, y);
+          return c ? sign * c : a.index - b.index;
         });
       }
       sorters.forEach(function (button) {
@@ -196,8 +213,9 @@
       refilter();
       text.focus();
     });
+    // The whole header cell sorts (a click on its padding too); Enter or Space on the button reaches it as a click.
     sorters.forEach(function (button) {
-      button.addEventListener("click", function () {
+      button.closest("th").addEventListener("click", function () {
         if (sort.key === button.dataset.sort) {
           sort.dir = sort.dir === "ascending" ? "descending" : "ascending";
         } else {
@@ -243,10 +261,22 @@
     });
   }
 
+  // A link to one record (#record-...) opens its row on a paper page.
+  function openTargetRecord() {
+    var id = decodeURIComponent(window.location.hash.slice(1));
+    var target = id && document.getElementById(id);
+    if (target && target.tagName === "DETAILS" && !target.open) {
+      target.open = true;
+      target.scrollIntoView();
+    }
+  }
+
   function init() {
     var root = document.getElementById("mla-explorer");
     if (root && !root.dataset.ready) setupExplorer(root);
     setupCopyButtons();
+    openTargetRecord();
+    window.addEventListener("hashchange", openTargetRecord);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);

@@ -74,7 +74,8 @@ def _code_cell(paper: Paper) -> str:
         cells.append(md_link("official", next(r.url for r in repos if r.official)))
     elif paper.code.status == "community":
         cells.append(md_link("community", repos[0].url))
-    cells += [f"[atlas](reproductions/{name}/)" for name in paper.reproductions]
+    several = len(paper.reproductions) > 1
+    cells += [md_link(f"atlas: {name}" if several else "atlas", f"reproductions/{name}/") for name in paper.reproductions]
     if not cells and paper.needs_code:
         cells.append("❗ needs code")
     return " ".join(cells) or "—"
