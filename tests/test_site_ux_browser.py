@@ -89,13 +89,14 @@ def seen(locator) -> bool:
 # ------------------------------------------------------------------------------------ 1. reproduced papers' pages
 
 
-def test_maml_page_opens_with_the_papers_facts_and_its_reproduction_summary(wide, server, catalog):
-    page = wide
+def test_maml_page_opens_with_the_papers_facts_and_its_reproduction_summary(any_page, server, catalog):
+    page = any_page
     page.goto(server + "papers/maml/")
     facts, box = page.locator(".mla-facts"), page.locator("#reproduction-summary")
     for part in (facts, box):
         assert seen(part)
-        assert part.bounding_box()["y"] + part.bounding_box()["height"] <= WIDE["height"], "below the first screen"
+        bottom = part.bounding_box()["y"] + part.bounding_box()["height"]
+        assert bottom <= page.viewport_size["height"], f"below the first screen: {bottom}"
     records = records_of(catalog, "maml")
     counts = Counter(verdict(r).kind for r in records)
     text = box.inner_text()
@@ -153,6 +154,21 @@ def test_maml_page_is_under_8000_px_with_every_row_closed(browser, server):
         assert page.locator("details.mla-rec[open]").count() == 0
         assert layout(page)["height"] < 8000, (viewport, layout(page))
         context.close()
+
+
+def test_on_a_phone_a_closed_row_is_a_few_lines(browser, server):
+    """At 400 px the values move under the row's name (each after its column's name): at most four lines a row."""
+    context, page, _ = open_page(browser, PHONE)
+    page.goto(server + "papers/maml/")
+    assert not page.locator(".mla-records__head").is_visible()
+    rows = page.evaluate("""() => [...document.querySelectorAll('summary.mla-rec__row')].map(s => {
+        const css = getComputedStyle(s);
+        const text = s.getBoundingClientRect().height - parseFloat(css.paddingTop) - parseFloat(css.paddingBottom);
+        return text / parseFloat(css.lineHeight); })""")
+    assert rows and max(rows) <= 4.2, max(rows)
+    ours = page.locator(".mla-rec__ours").first
+    assert seen(ours) and ours.evaluate("e => getComputedStyle(e, '::before').content") == '"Ours"'
+    context.close()
 
 
 def test_a_link_to_a_record_opens_its_row(wide, server):
