@@ -147,6 +147,15 @@ def test_paper_pages_never_run_off_the_side(any_page, server, paper_id):
     assert page.evaluate("() => document.documentElement.scrollWidth <= document.documentElement.clientWidth")
 
 
+@pytest.mark.parametrize("url", ["", "papers/", "reproductions/", "corrections/", "benchmarks/"])
+def test_no_page_runs_off_the_side_of_the_window(any_page, server, url):
+    """Wide tables scroll inside their own box; the page itself never scrolls sideways."""
+    page = any_page
+    page.goto(server + url)
+    found = layout(page)
+    assert found["scrollWidth"] <= found["clientWidth"], found
+
+
 def test_maml_page_is_under_8000_px_with_every_row_closed(browser, server):
     for viewport in (WIDE, DESKTOP):
         context, page, _ = open_page(browser, viewport)
