@@ -255,6 +255,8 @@ def test_search_knows_every_alias_in_the_catalog(wide, server, catalog):
     page.goto(server + "papers/")
     page.fill("input[data-text]", "protonet")
     assert visible_rows(page) == ["prototypical-networks"]
+    page.fill("input[data-text]", "metasgd")  # spelling without the hyphen finds Meta-SGD
+    assert visible_rows(page) == ["meta-sgd"]
     aliased = {pid: p.aliases for pid, p in catalog.papers.items() if p.aliases}
     assert len(aliased) >= 5
     for pid, aliases in aliased.items():

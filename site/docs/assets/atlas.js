@@ -6,6 +6,10 @@
   var MULTI = ["framework", "type", "modality", "topic"]; // a paper may carry several of these labels
   var SINGLE = ["venue", "year", "code", "reproduced"]; // one value per paper
 
+  function compact(text) {
+    return text.replace(/[^0-9a-z\u00c0-\uffff]+/g, "");
+  }
+
   function setupExplorer(root) {
     var tbody = root.querySelector("tbody");
     var rows = Array.prototype.slice.call(tbody.rows);
@@ -27,6 +31,7 @@
     // Read each row's values once; filtering then touches no DOM attribute.
     var data = rows.map(function (row, index) {
       var item = { row: row, index: index, text: row.dataset.text || "" };
+      item.compact = compact(item.text); // "meta-sgd" is found by "metasgd" and "meta sgd" alike
       MULTI.forEach(function (f) {
         item[f] = (row.dataset[f] || "").split(" ").filter(Boolean);
       });
@@ -82,7 +87,7 @@
       if (state.text) {
         var words = state.text.split(/\s+/);
         for (var w = 0; w < words.length; w++) {
-          if (item.text.indexOf(words[w]) < 0) return false;
+          if (item.text.indexOf(words[w]) < 0 && item.compact.indexOf(compact(words[w]) || "\u0000") < 0) return false;
         }
       }
       return true;
