@@ -260,21 +260,29 @@ def write_record(
 # Options that say where files sit on the machine that ran the command, not what was computed: a record's command
 # leaves them out, so that it names no path of that machine and reruns anywhere with the defaults.
 MACHINE_OPTIONS = ("--work-dir", "--data-dir", "--root")
+COMMAND_ENV = "MLATLAS_COMMAND"  # set by `mlatlas repro run --nproc` for its workers
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:
     """The command as the user typed it (``mlatlas ...`` when run through the console script), without the
     :data:`MACHINE_OPTIONS` and their values."""
+    if argv is None and os.environ.get(COMMAND_ENV):  # a worker of `--nproc`: the command the user typed
+        return os.environ[COMMAND_ENV]
     argv = list(sys.argv if argv is None else argv)
     if argv and Path(argv[0]).name in {"mlatlas", "__main__.py"}:
         argv[0] = "mlatlas"
+    return shlex.join(without_options(argv, MACHINE_OPTIONS))
+
+
+def without_options(argv: Sequence[str], options: Sequence[str]) -> list[str]:
+    """``argv`` without each of ``options`` and its value (``--opt VALUE`` or ``--opt=VALUE``)."""
     kept, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg in MACHINE_OPTIONS:
+        elif arg in options:
             skip = True
-        elif not arg.startswith(tuple(f"{option}=" for option in MACHINE_OPTIONS)):
+        elif not arg.startswith(tuple(f"{option}=" for option in options)):
             kept.append(arg)
-    return shlex.join(kept)
+    return kept
 
