@@ -34,6 +34,7 @@ SITE_NAME = "Meta-Learning Atlas"
 
 def open_page(browser, viewport: dict):
     context = browser.new_context(viewport=viewport)
+    context.set_default_timeout(120_000)  # a loaded shared machine can take a minute to lay out the explorer
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -368,6 +369,7 @@ def measure(built_dir: Path) -> list[tuple[str, str, dict]]:
         chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         for name, viewport in (("1400x1000", WIDE), ("400x900", PHONE)):
             context = chromium.new_context(viewport=viewport)
+            context.set_default_timeout(300_000)
             page = context.new_page()
             for url in ("papers/maml/", "papers/metainit/", "papers/"):
                 page.goto(base + url)
