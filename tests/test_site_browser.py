@@ -323,10 +323,12 @@ def test_paper_page_shows_bibtex_reproduction_and_escaped_text(page, server):
     bibtex = page.locator(f"#bibtex-{FIXTURE_ID}").inner_text()
     assert bibtex.startswith("@") and "FixtureNet" not in bibtex and "Ada Fixture" in bibtex
     assert page.locator("button[data-copy]").is_visible()
-    row = page.locator(".mla-table--records tbody tr").first.inner_text()
-    assert "98.7 ± 0.4" in row and "95.25 ± 0.4" in row and "−3.45" in row and "worse" in row and "1 seed" in row
+    row = page.locator("details.mla-rec summary").first.inner_text()
+    assert "98.7 ± 0.4" in row and "95.25 ± 0.4" in row and "−3.45" in row and "worse" in row
+    assert page.locator("details.mla-rec .mla-rec__seeds").first.inner_text().strip() == "1"
     assert "Omniglot: 1 compared with Table 2: 1 worse" in page.locator(".mla-repro-summary").inner_text()
-    assert "mlatlas reproduce site_fixture --benchmark omniglot" in page.locator(".mla-record").inner_text()
+    page.locator("details.mla-rec summary").first.click()
+    assert "mlatlas reproduce site_fixture --benchmark omniglot" in page.locator(".mla-rec__body").first.inner_text()
     width = page.eval_on_selector(".mla-plot img", "img => img.decode().then(() => img.naturalWidth)")
     assert width == 64
 

@@ -6,6 +6,10 @@
   var MULTI = ["framework", "type", "modality", "topic"]; // a paper may carry several of these labels
   var SINGLE = ["venue", "year", "code", "reproduced"]; // one value per paper
 
+  function compact(text) {
+    return text.replace(/[^0-9a-z\u00c0-\uffff]+/g, "");
+  }
+
   function setupExplorer(root) {
     var tbody = root.querySelector("tbody");
     var rows = Array.prototype.slice.call(tbody.rows);
@@ -27,6 +31,7 @@
     // Read each row's values once; filtering then touches no DOM attribute.
     var data = rows.map(function (row, index) {
       var item = { row: row, index: index, text: row.dataset.text || "" };
+      item.compact = compact(item.text); // "meta-sgd" is found by "metasgd" and "meta sgd" alike
       MULTI.forEach(function (f) {
         item[f] = (row.dataset[f] || "").split(" ").filter(Boolean);
       });
@@ -36,6 +41,23 @@
       return item;
     });
     var ordered = data.slice(); // data in the order the table shows it
+
+    // What each column sorts by: a value, not the text of its cell. A header whose button names an order
+    // (data-order="official community none") sorts by rank in it; the others by text, ignoring case.
+    var sortValues = {};
+    sorters.forEach(function (button) {
+      var key = button.dataset.sort;
+      var order = (button.dataset.order || "").split(" ").filter(Boolean);
+      sortValues[key] = data.map(function (item) {
+        var value = item[key];
+        if (order.length) {
+          var rank = order.indexOf(value);
+          return rank < 0 ? order.length : rank;
+        }
+        return key === "date" ? value : value.toLowerCase();
+      });
+    });
+    var collator = new Intl.Collator(undefined, { sensitivity: "base", numeric: true });
 
     function chosen() {
       var state = { text: text.value.trim().toLowerCase() };
@@ -65,7 +87,7 @@
       if (state.text) {
         var words = state.text.split(/\s+/);
         for (var w = 0; w < words.length; w++) {
-          if (item.text.indexOf(words[w]) < 0) return false;
+          if (item.text.indexOf(words[w]) < 0 && item.compact.indexOf(compact(words[w]) || "\u0000") < 0) return false;
         }
       }
       return true;
@@ -115,11 +137,11 @@
       ordered = data.slice();
       if (sort.key) {
         var sign = sort.dir === "descending" ? -1 : 1;
+        var values = sortValues[sort.key];
         ordered.sort(function (a, b) {
-          var x = a[sort.key], y = b[sort.key];
-          if (x < y) return -sign;
-          if (x > y) return sign;
-          return a.index - b.index;
+          var x = values[a.index], y = values[b.index];
+          var c = typeof x === "number" ? x - y : collator.compare(x, y);
+          return c ? sign * c : a.index - b.index;
         });
       }
       sorters.forEach(function (button) {
@@ -196,8 +218,9 @@
       refilter();
       text.focus();
     });
+    // The whole header cell sorts (a click on its padding too); Enter or Space on the button reaches it as a click.
     sorters.forEach(function (button) {
-      button.addEventListener("click", function () {
+      button.closest("th").addEventListener("click", function () {
         if (sort.key === button.dataset.sort) {
           sort.dir = sort.dir === "ascending" ? "descending" : "ascending";
         } else {
@@ -243,10 +266,22 @@
     });
   }
 
+  // A link to one record (#record-...) opens its row on a paper page.
+  function openTargetRecord() {
+    var id = decodeURIComponent(window.location.hash.slice(1));
+    var target = id && document.getElementById(id);
+    if (target && target.tagName === "DETAILS" && !target.open) {
+      target.open = true;
+      target.scrollIntoView();
+    }
+  }
+
   function init() {
     var root = document.getElementById("mla-explorer");
     if (root && !root.dataset.ready) setupExplorer(root);
     setupCopyButtons();
+    openTargetRecord();
+    window.addEventListener("hashchange", openTargetRecord);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);

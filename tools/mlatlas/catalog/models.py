@@ -211,6 +211,11 @@ class Paper(Strict):
     id: Slug
     title: Text
     method: ShortText | None = Field(default=None, description="Short name of the method, e.g. 'MAML'.")
+    aliases: list[ShortText] = Field(
+        default_factory=list,
+        description="Other names the method goes by, e.g. 'ProtoNet' for Prototypical Networks: the site's search "
+        "finds the paper by them.",
+    )
     authors: list[ShortText] = Field(min_length=1)
     date: dt.date = Field(description="Date of the first public version.")
     date_precision: Literal["day", "month", "year"] = Field(

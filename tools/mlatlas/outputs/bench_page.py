@@ -111,7 +111,7 @@ def render_bench_page(data: dict) -> str:
     machine, versions, settings = data["machine"], data["versions"], data["settings"]
     version_text = ", ".join(f"{md_text(k)} {md_text(v)}" for k, v in versions.items())
     lines = [
-        "# Meta-learning core benchmark",
+        "# Speed of our code: the meta-learning core against higher",
         "",
         "How fast and how lean our reproduction core (`reproductions.core.functional`) computes MAML "
         "meta-gradients, next to the established [higher](https://github.com/facebookresearch/higher) library, "

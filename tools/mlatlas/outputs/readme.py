@@ -66,13 +66,16 @@ def _badges(catalog: Catalog) -> dict[tuple[str, str], str]:
 
 
 def _code_cell(paper: Paper) -> str:
+    """Public code (official, else community), then "atlas" for each of our reproductions of the paper: every
+    reproduced paper links its reproduction, with or without public code (names are package slugs)."""
     repos = paper.code.repositories
-    if paper.code.status == "official":
-        return md_link("official", next(r.url for r in repos if r.official))
     cells = []
-    if paper.code.status == "community":
+    if paper.code.status == "official":
+        cells.append(md_link("official", next(r.url for r in repos if r.official)))
+    elif paper.code.status == "community":
         cells.append(md_link("community", repos[0].url))
-    cells += [f"[atlas](reproductions/{name}/)" for name in paper.reproductions]  # names are package slugs
+    several = len(paper.reproductions) > 1
+    cells += [md_link(f"atlas: {name}" if several else "atlas", f"reproductions/{name}/") for name in paper.reproductions]
     if not cells and paper.needs_code:
         cells.append("❗ needs code")
     return " ".join(cells) or "—"

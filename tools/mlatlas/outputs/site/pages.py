@@ -25,9 +25,11 @@ from mlatlas.catalog.entries import Catalog
 from mlatlas.outputs.export_json import catalog_to_json
 from mlatlas.catalog.models import Label, LabelFamily, Paper, Topic, Venue
 from mlatlas.records import DIFFERENT_PROTOCOL, VERDICTS, ResultRecord, Verdict, summary, verdict
+from mlatlas.outputs.site.added import added_times
 from mlatlas.outputs.site.conferences import conference_pages
 from mlatlas.outputs.site.leaderboards import leaderboard_pages
 from mlatlas.outputs.site.render import Rendered, front_matter, render
+from mlatlas.outputs.source_lists import SOURCE_LISTS, SourceList, source_list
 
 NEWEST_ON_HOME = 8
 RESOURCE_KINDS = ["datasets", "books", "blogs", "videos", "workshops", "researchers"]
@@ -84,6 +86,18 @@ class RecordView:
     def anchor(self) -> str:
         return "record-" + slug(f"{self.record.reproduction}-{self.path.stem}")
 
+    @property
+    def config(self) -> str:
+        """The record's file name without its suffix: with the reproduction, what tells two rows of one setting
+        apart (e.g. ``sinusoid_5shot_1step`` and ``sinusoid_5shot_seeds_1step``)."""
+        return self.path.stem
+
+    @property
+    def group(self) -> tuple[str, str, str | None, bool]:
+        """Rows of one benchmark and metric sit together under one heading row."""
+        r = self.record
+        return (r.benchmark, r.metric, r.unit, r.higher_is_better)
+
 
 @dataclass
 class PaperView:
@@ -97,6 +111,20 @@ class PaperView:
     def summary(self) -> str:
         """One line on how this paper's records read against its numbers (records.summary)."""
         return summary(rv.record for rv in self.records)
+
+    def verdict_counts(self) -> list[tuple[str, int]]:
+        """``[(kind, number of records)]`` in :data:`records.VERDICTS` order, kinds without records left out."""
+        counts = {kind: 0 for kind in VERDICTS}
+        for rv in self.records:
+            counts[rv.kind] += 1
+        return [(kind, n) for kind, n in counts.items() if n]
+
+    def record_groups(self) -> list[tuple[tuple[str, str, str | None, bool], list[RecordView]]]:
+        """The records by benchmark and metric, groups in the order of their first record."""
+        groups: dict[tuple[str, str, str | None, bool], list[RecordView]] = {}
+        for rv in self.records:
+            groups.setdefault(rv.group, []).append(rv)
+        return list(groups.items())
 
     @property
     def reproduction_state(self) -> str:
@@ -165,6 +193,7 @@ class SiteContent:
             self._attach(path, record)
         for view in self.papers:  # one reproduction's results together, in a stable order
             view.records.sort(key=lambda rv: (rv.record.reproduction, rv.record.benchmark, rv.path.name))
+        self.added = added_times(catalog.root, catalog.papers, catalog.files)
 
     # ---------------------------------------------------------------- view models
     def _paper_view(self, paper: Paper) -> PaperView:
@@ -231,6 +260,32 @@ class SiteContent:
     def reproduced(self) -> list[PaperView]:
         return [v for v in self.papers if v.records or v.paper.reproductions]
 
+    @property
+    def reproductions(self) -> list[str]:
+        """Every reproduction package the catalog names (``reproductions:`` of its papers), each once: the
+        reproductions `mlatlas repro list` shows (tests check the two agree; validation checks each package exists)."""
+        return sorted({name for v in self.papers for name in v.paper.reproductions})
+
+    def reproduced_with_code(self, official: bool) -> list[PaperView]:
+        """Reproduced papers whose authors published code (``official=True``) or did not."""
+        return [v for v in self.reproduced if (v.paper.code.status == "official") == official]
+
+    @property
+    def source_lists(self) -> list[tuple[SourceList, int]]:
+        """The source lists the corrections name, each with its number of corrections, in the lists' order."""
+        counts: dict[str, int] = defaultdict(int)
+        for _, c in self.corrections:
+            counts[c.source] += 1
+        known = [(lst, counts[key]) for key, lst in SOURCE_LISTS.items() if counts[key]]
+        unknown = [(source_list(key), n) for key, n in sorted(counts.items()) if key not in SOURCE_LISTS]
+        return known + unknown
+
+    source_list = staticmethod(source_list)
+
+    def added_on(self, paper: Paper):
+        """The day a paper joined the atlas (see :mod:`mlatlas.outputs.site.added`)."""
+        return self.added[paper.id].date()
+
     def records_by_benchmark(self) -> list[tuple[str, list[tuple[PaperView, RecordView]]]]:
         """Every record, grouped by benchmark (alphabetically) so that methods measured on the same benchmark sit
         in one table, ordered by setting and then by reproduction."""
@@ -256,7 +311,8 @@ class SiteContent:
                 if by_kind[kind]]
 
     def newest(self, n: int = NEWEST_ON_HOME) -> list[PaperView]:
-        return sorted(self.papers, key=lambda v: (v.paper.added, v.paper.date, v.paper.id), reverse=True)[:n]
+        """The ``n`` papers added last (by :mod:`mlatlas.outputs.site.added`), newest first."""
+        return sorted(self.papers, key=lambda v: (self.added[v.paper.id], v.paper.date, v.paper.id), reverse=True)[:n]
 
     def by_venue(self) -> dict[str, list[PaperView]]:
         groups: dict[str, list[PaperView]] = defaultdict(list)
@@ -319,8 +375,8 @@ class SiteContent:
         if recorded.is_file():
             body = render_bench_page(json.loads(recorded.read_text(encoding="utf-8")))
         else:
-            body = "# Meta-learning core benchmark\n\nNo benchmark is recorded yet: run `mlatlas bench --json " + BENCH_RESULTS + "`.\n"
-        return GeneratedPage("benchmarks.md", Rendered(front_matter("Benchmarks") + body))
+            body = "# Speed of our code\n\nNo benchmark is recorded yet: run `mlatlas bench --json " + BENCH_RESULTS + "`.\n"
+        return GeneratedPage("benchmarks.md", Rendered(front_matter("Speed of our code") + body))
 
     def download_names(self) -> dict[str, str]:
         return {"json": "downloads/catalog.json", "bibtex": "downloads/meta-learning-atlas.bib"}
