@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mlatlas.catalog.entries import Catalog
 from mlatlas.catalog.checks import check_catalog
+from mlatlas.catalog.partial import partial
 from mlatlas.catalog.models import RESOURCE_FILES, LabelVocabulary, Paper, TopicVocabulary, VenueVocabulary
 from mlatlas.paths import catalog_dir, project_root
 from mlatlas.catalog.problems import CatalogError, Problem, relative
@@ -46,6 +47,9 @@ def _load_papers(catalog: Catalog, folder: Path, problems: list[Problem]) -> Non
                 )
         if paper is None:
             catalog.unreadable.add(path.stem)  # already reported; references to it are not errors too
+            leftover = partial(Paper, doc.data) if doc is not None and isinstance(doc.data, dict) else None
+            if leftover is not None and leftover.id is not None:
+                catalog.partial[path] = leftover  # the whole-catalog checks still see what passed
             continue
         if paper.id in papers:
             first = relative(catalog.files[paper.id], root)

@@ -169,6 +169,10 @@ def _to_python(node: Node) -> Any:
     try:
         return build(_SCALAR_BUILDER, node)
     except (ValueError, OverflowError, yaml.YAMLError) as exc:
+        if not node.style and _plain_scalar_tag(node.value) == tag:
+            # Typed only by its look ('date: 2017-02-30' looks like a date and is none): kept as the text it is, so
+            # the model reports it in its own words, in the same run as every other problem of the file.
+            return node.value
         raise YamlError(node.start_mark.line + 1, f"cannot read value {node.value!r}: {exc}") from None
     except (KeyError, AttributeError, TypeError):  # an explicit tag on a value it does not fit: '!!bool maybe'
         raise YamlError(node.start_mark.line + 1, f"cannot read value {node.value!r} as {tag.rsplit(':', 1)[-1]}") from None

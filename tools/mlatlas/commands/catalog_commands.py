@@ -23,7 +23,7 @@ def _root(args: argparse.Namespace) -> Path:
 def _summary(problems: list[Problem], papers: int | None) -> str:
     errors = sum(p.severity == "error" for p in problems)
     infos = len(problems) - errors
-    counted = f"{papers} papers, " if papers is not None else ""
+    counted = f"{papers} paper{'s' * (papers != 1)}, " if papers is not None else ""
     verdict = "catalog is valid" if not errors else "catalog is NOT valid"
     return f"{verdict}: {counted}{errors} error{'s' * (errors != 1)}, {infos} info{'s' * (infos != 1)}"
 
@@ -31,8 +31,7 @@ def _summary(problems: list[Problem], papers: int | None) -> str:
 def _print_problems(problems: list[Problem], stream=None) -> None:
     stream = stream or sys.stdout
     for problem in problems:
-        tag = "" if problem.severity == "error" else f" [{problem.severity}]"
-        print(f"{problem}{tag}", file=stream)
+        print(problem.report(), file=stream)
 
 
 def _valid_catalog(args: argparse.Namespace):

@@ -125,7 +125,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     root = Path(args.root).resolve() if args.root else project_root()
     records, problems = load_records(root)
     for problem in problems:
-        print(problem, file=sys.stderr)
+        print(problem.report(), file=sys.stderr)
 
     def plus_minus(value: float, pm: float | None) -> str:
         return number(value) + (f" ± {number(pm)}" if pm is not None else "")
@@ -170,7 +170,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     root = Path(args.root).resolve() if args.root else project_root()
     records, problems = load_records(root)
     for problem in problems:
-        print(problem, file=sys.stderr)
+        print(problem.report(), file=sys.stderr)
     lines = summaries(record for _, record in records)
     unknown = set(args.papers) - set(lines)
     if unknown:
