@@ -246,7 +246,7 @@ def test_unreachable_api_is_reported(empty_root, capsys):
     # the server is closed now: nothing listens on that port
     code = main(["--root", str(empty_root), "add", "1703.03400", "--api-url", url, "--delay", "0", "--retries", "1"])
     assert code == 1
-    assert "could not connect" in capsys.readouterr().err
+    assert "the connection was refused (nothing listens on that port)" in capsys.readouterr().err
 
 
 def test_malformed_api_url_is_a_clean_error(empty_root, capsys):

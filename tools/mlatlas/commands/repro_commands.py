@@ -87,8 +87,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                 action="store_true",
                 help="do not write a result record (smoke configs never write one)",
             )
+            p.add_argument(
+                "--replace",
+                action="store_true",
+                help="replace the records this config wrote before (each is listed with the value it had); without "
+                "it a run whose records exist stops before training and names them",
+            )
         else:
-            p.add_argument("--record", action="store_true", help="also (re)write the result records")
+            p.add_argument("--record", action="store_true", help="also (re)write the result records (each replaced "
+                           "record is listed with the value it had)")
         p.set_defaults(func=cmd_run, action=action)
 
     repro.set_defaults(func=lambda args: repro.print_help() or 2)
@@ -193,7 +200,7 @@ def _with_data_dir(config: dict, data_dir: Path, name: str) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from reproductions.core import recording, registry
+    from reproductions.core import recording, registry, replacing
     from reproductions.core.runtime import NonFiniteError
     from reproductions.datasets.omniglot import OmniglotDataError
 
@@ -204,18 +211,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = registry.apply_overrides(config, args.overrides)
         if args.data_dir is not None:
             config = _with_data_dir(config, args.data_dir, repro.name)
-        # Smoke configs (`smoke`, `<name>_smoke`), and configs that say `records: false` (demonstrations too short
+        # Smoke configs (`smoke`, `smoke_<variant>`, `<name>_smoke`), and configs that say `records: false` (demonstrations too short
         # to be results), never write a record.
-        is_smoke = config_name == "smoke" or config_name.endswith("_smoke") or config.get("records", True) is False
+        is_smoke = (config_name == "smoke" or config_name.startswith("smoke_") or config_name.endswith("_smoke")
+                    or config.get("records", True) is False)
         if args.action == "run":
             write = not (args.no_record or is_smoke or args.overrides)
         else:
             write = args.record and not (is_smoke or args.overrides)
-        command = recording.command_line()
+        # the mlatlas command as given to main(), never the host process's argv (pytest's, a notebook's ...)
+        argv = getattr(args, "argv", None)
+        command = recording.command_line(None if argv is None else ["mlatlas", *argv])
         if write and recording.machine_paths(command):
             raise ValueError(f"a record's command may not name a path of this machine "
                              f"({', '.join(recording.machine_paths(command))}): give the config by name, or pass "
                              "--no-record")
+        replace = getattr(args, "replace", False) or args.action == "eval"  # `eval --record` is asked to rewrite
+        existing = _existing_records(repro, config_name, root) if write else []
+        if existing:
+            listed = ", ".join(_shown(p, root) for p in existing[:4]) + (" ..." if len(existing) > 4 else "")
+            counted = f"{len(existing)} record{'s' * (len(existing) != 1)} ({listed})"
+            if not replace:
+                raise replacing.RecordsExist(
+                    f"config {config_name!r} already has {counted}; nothing was run. Pass --replace to run and "
+                    "replace them (each is listed with the value it had), or --no-record to run without recording")
+            print(f"note: this run replaces the {counted} of config {config_name!r} when it ends", file=sys.stderr)
         ctx = registry.RunContext(
             config_name=config_name,
             device=args.device,
@@ -227,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             write_record=write,
             progress=not args.no_progress,
         )
-        with recording.all_or_none():  # a run's records are all written or none
+        with replacing.policy(replace) as ledger, recording.all_or_none():  # a run's records: all written or none
             metrics = repro.run(config, ctx)
     except (registry.RegistryError, NonFiniteError, OmniglotDataError, ValueError, KeyError) as exc:
         message = f"missing setting {exc}" if isinstance(exc, KeyError) else str(exc)
@@ -243,5 +263,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.overrides and args.action == "run" and not args.no_record:
         print("note: --set changes the config, so no record was written (records name an unmodified config)")
     elif write:
-        print(f"records written to {repro.results_dir.relative_to(root) if repro.results_dir.is_relative_to(root) else repro.results_dir}")
+        _print_ledger(ledger, root)
     return 0
+
+
+def _shown(path: Path, root: Path) -> str:
+    path, root = path.resolve(), root.resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def _existing_records(repro, config_name: str, root: Path) -> list[Path]:
+    """The records this reproduction and config wrote before (committed results a new run would replace)."""
+    from reproductions.core import replacing
+
+    return replacing.records_of({repro.results_dir, root / "reproductions" / repro.name / "results"},
+                                repro.name, config_name)
+
+
+def _print_ledger(ledger, root: Path) -> None:
+    from reproductions.core.replacing import describe
+
+    new = [w for w in ledger.written if w.previous is None]
+    replaced = [w for w in ledger.written if w.previous is not None]
+    print(f"records: {len(new)} new, {len(replaced)} replaced")
+    for w in new:
+        print(f"  new       {_shown(w.path, root)}")
+    for w in replaced:
+        print(f"  replaced  {_shown(w.path, root)} (was {w.previous}; now {describe(w.path)})")
