@@ -35,7 +35,7 @@ def test_a_bad_date_no_longer_hides_the_other_problems_of_its_file(tree, capsys)
         "write it as YYYY-MM-DD, e.g. 2017-03-09",
         f"{ALPHA}:11: error: labels.type.0: unknown type label 'optimisation-based' — did you mean 'optimization-based'?",
         f"{ALPHA}:17: error: code.status: 'oficial' is not one of 'official', 'community', 'none' — did you mean 'official'?",
-        "catalog is NOT valid: 1 paper, 3 errors, 0 infos",
+        "catalog is NOT valid: 2 papers, 3 errors, 0 infos",
     ]
 
 
@@ -60,7 +60,7 @@ def test_cross_file_problems_of_an_invalid_file_come_in_the_same_run(tree, capsy
         (BETA, "authors"): "needs at least 1 item, got an empty list",
         (BETA, "topics.1"): "unknown topic 'few-shot' — did you mean 'few-shot-learning'?",
     }
-    assert lines[-1] == "catalog is NOT valid: 0 papers, 6 errors, 0 infos"
+    assert lines[-1] == "catalog is NOT valid: 2 papers, 6 errors, 0 infos"
 
 
 @pytest.mark.parametrize("old, new, expected", [
@@ -100,7 +100,7 @@ def test_info_lines_are_not_marked_as_errors(tree, capsys):
     assert f"{BETA}:15: needs_code: needs code and has no reproduction yet [info]" in lines
     assert [line for line in lines if ": error: " in line] == [
         f"{ALPHA}:17: error: code.status: 'nonee' is not one of 'official', 'community', 'none' — did you mean 'none'?"]
-    assert lines[-1] == "catalog is NOT valid: 1 paper, 1 error, 1 info"
+    assert lines[-1] == "catalog is NOT valid: 2 papers, 1 error, 1 info"
 
 
 def test_render_and_export_print_the_same_marked_errors(tree, capsys, tmp_path):
@@ -138,3 +138,14 @@ def test_the_real_catalog_has_no_survey_marked_state_of_the_art():
     catalog = load_valid_catalog(PROJECT_ROOT)
     surveys = [p for p in catalog.papers.values() if "survey" in p.topics]
     assert len(surveys) >= 10 and not [p.id for p in surveys if p.highlights.sota]
+
+
+def test_paper_files_are_checked_even_when_a_vocabulary_is_broken(tree, capsys):
+    tree.edit("catalog/vocab/labels.yaml", "families:", "familes:")
+    tree.edit(ALPHA, "status: official", "status: oficial")
+    code, lines = validate(tree, capsys)
+    assert code == 1
+    assert any(line.startswith("catalog/vocab/labels.yaml:") and ": error: familes: unknown field 'familes' — did "
+               "you mean 'families'?" in line for line in lines), lines
+    assert f"{ALPHA}:17: error: code.status: 'oficial' is not one of 'official', 'community', 'none' — did you mean " \
+           "'official'?" in lines

@@ -93,6 +93,10 @@ def _load_catalog(root: Path) -> tuple[Catalog | None, list[Problem]]:
         path = base / "vocab" / f"{name}.yaml"
         vocab[name], docs[path] = read_model(path, model, root, problems)
     if not all(vocab.values()):
+        # Without the vocabularies the whole-catalog checks cannot run; each paper file's own problems still can.
+        paths = sorted((base / "papers").glob("*.yaml"), key=_name_order)
+        for path, parsed in zip(paths, read_many(paths, root)):
+            model_from(parsed, path, Paper, root, problems)
         return None, sorted(problems)
     catalog = Catalog(root=root, **vocab)
     catalog.docs.update(docs)

@@ -20,6 +20,11 @@ def _root(args: argparse.Namespace) -> Path:
     return Path(args.root).resolve() if args.root else project_root()
 
 
+def _paper_files(catalog) -> int | None:
+    """Paper files read: the valid ones and those with errors."""
+    return len(catalog.papers) + len(catalog.unreadable) if catalog else None
+
+
 def _summary(problems: list[Problem], papers: int | None) -> str:
     errors = sum(p.severity == "error" for p in problems)
     infos = len(problems) - errors
@@ -40,7 +45,7 @@ def _valid_catalog(args: argparse.Namespace):
     errors = [p for p in problems if p.severity == "error"]
     if catalog is None or errors:
         _print_problems(errors, sys.stderr)
-        print(_summary(problems, len(catalog.papers) if catalog else None), file=sys.stderr)
+        print(_summary(problems, _paper_files(catalog)), file=sys.stderr)
         print("nothing was written; fix the errors above (mlatlas validate lists them too)", file=sys.stderr)
         return None
     return catalog
@@ -49,7 +54,7 @@ def _valid_catalog(args: argparse.Namespace):
 def cmd_validate(args: argparse.Namespace) -> int:
     catalog, problems = load_catalog(_root(args))
     _print_problems(problems)
-    print(_summary(problems, len(catalog.papers) if catalog else None))
+    print(_summary(problems, _paper_files(catalog)))
     return 1 if catalog is None or any(p.severity == "error" for p in problems) else 0
 
 
