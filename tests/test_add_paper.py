@@ -77,7 +77,7 @@ def test_normal_paper_gives_a_draft_with_every_arxiv_fact(empty_root, capsys):
     written = empty_root / "catalog" / "papers" / "model-agnostic-meta-learning.yaml"
     assert "wrote catalog/papers/model-agnostic-meta-learning.yaml" in capsys.readouterr().out
     assert sorted(snapshot(empty_root)) == sorted(
-        ["catalog/papers/model-agnostic-meta-learning.yaml"] + [f"catalog/vocab/{n}" for n in ("labels.yaml", "topics.yaml", "venues.yaml")]
+        ["catalog/papers/model-agnostic-meta-learning.yaml"] + [f"catalog/vocab/{p.name}" for p in (REPO / "catalog" / "vocab").iterdir()]
     )
     text = written.read_text()
     data = yaml.safe_load(text)

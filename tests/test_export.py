@@ -24,7 +24,7 @@ def catalog():
 
 def test_catalog_json_is_versioned_and_complete(catalog):
     data = catalog_to_json(catalog)
-    assert data["format"] == FORMAT_NAME and data["version"] == 1
+    assert data["format"] == FORMAT_NAME and data["version"] == 2
     assert [p["id"] for p in data["papers"]] == ["alpha", "beta"]
     alpha = data["papers"][0]
     assert alpha["date"] == "2017-03-09" and alpha["bibtex_key"] == "lovelace2017alpha"
@@ -92,7 +92,7 @@ def test_export_command_writes_all_files(tree, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["--root", str(tree.root), "export", "--out", str(out)]) == 0
     data = json.loads((out / "catalog.json").read_text(encoding="utf-8"))
-    assert data["version"] == 1 and len(data["papers"]) == 2
+    assert data["version"] == 2 and len(data["papers"]) == 2
     bib = (out / "catalog.bib").read_text(encoding="utf-8")
     assert bib.count("\n@") + bib.startswith("@") == 2
     assert json.loads((tree.root / "catalog/schema/paper.schema.json").read_text()) == paper_json_schema()

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from reproductions.core import batched, recompute as recomputing
+from reproductions.core import batched, distributed, recompute as recomputing
 from reproductions.core.tasks import TaskBatch
 
 Params = dict[str, Tensor]
@@ -240,6 +240,8 @@ def meta_gradient(
     With ``vectorize``, ``chunk`` tasks at a time are mapped with ``vmap`` and back-propagated together (all of
     them when ``None``): peak memory grows with ``chunk`` and time falls with it, so it trades one for the other.
     ``recompute`` (second order) saves memory in the inner steps at the price of time: see :func:`adapt`.
+    Under ``torchrun`` only this process's share of the tasks is computed (:mod:`distributed`); the training loop
+    sums the shares.
     """
     n = len(tasks)
     if not vectorize:
@@ -248,10 +250,11 @@ def meta_gradient(
         chunk = n
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, not {chunk}")
+    mine = distributed.task_share(n)  # all tasks in one process; a block of them under torchrun
     total = 0.0
-    for start in range(0, n, chunk):
-        part = TaskBatch(*(t[start : start + chunk] for t in (tasks.support_x, tasks.support_y, tasks.query_x,
-                                                              tasks.query_y)))
+    for start in range(mine.start, mine.stop, chunk):
+        stop = min(start + chunk, mine.stop)
+        part = TaskBatch(*(t[start:stop] for t in (tasks.support_x, tasks.support_y, tasks.query_x, tasks.query_y)))
         if vectorize:
             loss = meta_loss(model, params, part, loss_fn, steps, lr, first_order, only, vectorize=True,
                              recompute=recompute)

@@ -264,11 +264,14 @@ def write_record(
 MACHINE_OPTIONS = ("--work-dir", "--data-dir", "--root")
 # Flags that say what may happen to the files, not what is computed: left out of a record's command too.
 FILE_FLAGS = ("--replace",)
+COMMAND_ENV = "MLATLAS_COMMAND"  # set by `mlatlas repro run --nproc` for its workers
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:
     """The command as the user typed it (``mlatlas ...`` when run through the console script), without the
     :data:`MACHINE_OPTIONS` and their values and the :data:`FILE_FLAGS`."""
+    if argv is None and os.environ.get(COMMAND_ENV):  # a worker of `--nproc`: the command the user typed
+        return os.environ[COMMAND_ENV]
     argv = list(sys.argv if argv is None else argv)
     if argv and Path(argv[0]).name in {"mlatlas", "__main__.py"}:
         argv[0] = "mlatlas"

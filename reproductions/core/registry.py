@@ -34,6 +34,7 @@ class RunContext:
     eval_only: bool = False  # evaluate the finished checkpoint, do not train
     write_record: bool = True  # False for smoke runs and plain `repro eval`
     progress: bool = True
+    only_seeds: list[int] | None = None  # `--seeds`: train only these seeds of the config's list, record nothing
 
 
 @dataclass
@@ -43,6 +44,8 @@ class Reproduction:
     summary: str  # one line for `mlatlas repro list`
     run: Callable[[dict, RunContext], dict[str, float]]  # trains/evaluates, may write records, returns metrics
     package_dir: Path = field(default=Path("."))
+    seed_fanout: bool = False  # whether `run` honours RunContext.only_seeds (seeds trained in separate processes)
+    splits_tasks: bool = False  # whether it trains through core.training with task shares (`--nproc N`)
 
     @property
     def configs_dir(self) -> Path:

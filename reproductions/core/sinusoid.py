@@ -125,7 +125,7 @@ def run(build: Callable[[dict], nn.Module], repro: registry.Reproduction, config
     single = {k: v for k, v in config.items() if k != "seeds"}  # what one seed's training depends on
 
     states, per_seed, eval_seconds = [], {s: [] for s in steps}, 0.0
-    for seed in seeds:
+    for seed in seeds if ctx.only_seeds is None else [s for s in seeds if s in ctx.only_seeds]:
         name = "checkpoint.pt" if len(seeds) == 1 else f"checkpoint_seed{seed}.pt"
         learner, state = _train_seed(build, repro, {**single, "seed": seed}, ctx, device, name)
         start = time.perf_counter()
@@ -289,6 +289,7 @@ def write_records(repro, config, ctx, seeds, states, metrics, device, eval_secon
 
 def reproduction(name: str, paper: str, summary: str, build: Callable[[dict], nn.Module]) -> registry.Reproduction:
     """The registry entry of a method on this benchmark: ``build(config)`` makes the learner."""
-    repro = registry.Reproduction(name=name, paper=paper, summary=summary, run=lambda config, ctx: None)
+    repro = registry.Reproduction(name=name, paper=paper, summary=summary, run=lambda config, ctx: None,
+                                  seed_fanout=True, splits_tasks=True)
     repro.run = lambda config, ctx: run(build, repro, config, ctx)
     return repro

@@ -4,7 +4,8 @@ A method supplies ``step(rng) -> loss``: it samples its task batch from ``rng`` 
 the ``.grad`` of the learner's parameters. The loop owns everything else. Everything that influences later
 iterations (learner, optimizer, scheduler, the task generator's state, the running loss) is in the checkpoint,
 so a run killed at any point and resumed from its last checkpoint ends bit-for-bit where an uninterrupted run
-with the same seed ends.
+with the same seed ends. Under ``torchrun`` (:mod:`reproductions.core.distributed`) each process computes its
+share of the meta-batch, the loop sums the shares, and rank 0 alone writes the checkpoint.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from reproductions.core import distributed
 from reproductions.core.runtime import NonFiniteError, check_finite, device_rng_states, set_device_rng_states
 
 CHECKPOINT_VERSION = 2  # 2: digest header, weights-only content
@@ -187,7 +189,7 @@ def meta_train(
             ) from exc
 
     def write_checkpoint() -> None:
-        if checkpoint is None:
+        if checkpoint is None or not distributed.is_main():  # every process holds the same state; one writes it
             return
         save_checkpoint(
             checkpoint,
@@ -213,19 +215,21 @@ def meta_train(
         state.loss_sum, state.loss_count = 0.0, 0
         return row
 
+    distributed.check_same(state.iteration, "the iteration to resume from")
     if state.iteration < iterations and session_info is not None:
         state.sessions.append(dict(session_info))
     params = [p for p in learner.parameters() if p.requires_grad]
     session_start, done_this_session = time.perf_counter(), 0
     bar = tqdm(
-        total=iterations, initial=state.iteration, desc=description, disable=not progress, dynamic_ncols=True
+        total=iterations, initial=state.iteration, desc=description,
+        disable=not progress or not distributed.is_main(), dynamic_ncols=True,
     )
     try:
         while state.iteration < iterations:
             if stop_after is not None and done_this_session >= stop_after:
                 break
             optimizer.zero_grad(set_to_none=True)
-            loss = step(rng)
+            loss = distributed.reduce_step(params, step(rng))  # under torchrun: the sum of the processes' shares
             check_finite(loss, "training loss", state.iteration)
             for p in params:
                 if p.grad is not None and not torch.isfinite(p.grad).all():

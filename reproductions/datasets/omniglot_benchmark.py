@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reproductions.core import recording, registry, training
+from reproductions.core import distributed, recording, registry, training
 from reproductions.core.runtime import pick_device, seed_everything
 from reproductions.core.tasks import EpisodeSampler
 from reproductions.datasets import omniglot
@@ -244,10 +244,13 @@ def train_one(method: EpisodicMethod, name: str, config: dict, ctx: registry.Run
     def step(_rng) -> float:
         model.train()
         total = 0.0
-        for _ in range(meta_batch):
-            loss = method.loss(model, make_episode(train_pool, sampler, device, augment)) / meta_batch
-            loss.backward()
-            total += float(loss.detach())
+        mine = distributed.task_share(meta_batch)  # every episode is drawn, so the streams stay the same
+        for i in range(meta_batch):
+            episode = make_episode(train_pool, sampler, device, augment)
+            if i in mine:
+                loss = method.loss(model, episode) / meta_batch
+                loss.backward()
+                total += float(loss.detach())
         return total
 
     # Evaluation and record settings, and the number of iterations, may change without invalidating a checkpoint.
@@ -268,7 +271,8 @@ def train_one(method: EpisodicMethod, name: str, config: dict, ctx: registry.Run
 
 def reproduction(name: str, paper: str, summary: str, method: EpisodicMethod) -> registry.Reproduction:
     """The registry entry of an Omniglot reproduction of ``method``."""
-    return registry.Reproduction(name, paper, summary, lambda config, ctx: run_config(method, name, paper, config, ctx))
+    return registry.Reproduction(name, paper, summary, lambda config, ctx: run_config(method, name, paper, config, ctx),
+                                 splits_tasks=True)
 
 
 def run_config(method: EpisodicMethod, name: str, paper: str, config: dict, ctx: registry.RunContext) -> dict[str, float]:

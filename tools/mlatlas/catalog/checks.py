@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from mlatlas.catalog.benchmarks import check_results
 from mlatlas.catalog.entries import Catalog
 from mlatlas.catalog.models import VENUE_PATTERN, Paper
 from mlatlas.paths import catalog_dir, reproductions_dir
@@ -275,7 +276,7 @@ def _check_highlights(rep: _Reporter) -> None:
 
 
 CHECKS = (_check_file_names, _check_shared, _check_vocabulary, _check_references, _check_dates, _check_invisible,
-          _check_highlights)
+          check_results, _check_highlights)
 
 
 def check_catalog(catalog: Catalog) -> list[Problem]:

@@ -15,6 +15,7 @@ class Catalog:
     labels: LabelVocabulary
     topics: TopicVocabulary
     venues: VenueVocabulary
+    benchmarks: Any = None  # BenchmarkVocabulary (catalog/vocab/benchmarks.yaml), None when the file is absent
     papers: dict[str, Paper] = field(default_factory=dict)  # by id, sorted by (date, id)
     resources: dict[str, list[Any]] = field(default_factory=dict)  # "books" -> [Book, ...]
     records: list[Any] = field(default_factory=list)  # (record file, ResultRecord), valid ones only

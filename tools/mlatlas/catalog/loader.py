@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mlatlas.catalog.benchmarks import BenchmarkVocabulary, benchmarks_file
 from mlatlas.catalog.entries import Catalog
 from mlatlas.catalog.checks import check_catalog
 from mlatlas.catalog.partial import partial
@@ -100,6 +101,9 @@ def _load_catalog(root: Path) -> tuple[Catalog | None, list[Problem]]:
         return None, sorted(problems)
     catalog = Catalog(root=root, **vocab)
     catalog.docs.update(docs)
+    bench_path = benchmarks_file(root)
+    if bench_path.exists():  # optional: a catalog without leaderboards has none
+        catalog.benchmarks, catalog.docs[bench_path] = read_model(bench_path, BenchmarkVocabulary, root, problems)
     _load_papers(catalog, base / "papers", problems)
     for name, model in RESOURCE_FILES.items():
         path = base / "resources" / name

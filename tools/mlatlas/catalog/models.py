@@ -162,6 +162,8 @@ class ResultSource(Strict):
     citation: ShortText | None = None
     url: HttpsUrl | None = None
     table: ShortText = Field(description="Where in that paper, e.g. 'Table 1'.")
+    note: ShortText | None = Field(
+        default=None, description="Where the number was read when not in the paper's own text, e.g. an official README.")
 
     @model_validator(mode="after")
     def _one_reference(self) -> ResultSource:
@@ -171,12 +173,21 @@ class ResultSource(Strict):
 
 
 class ReportedResult(Strict):
+    """A number reported for this entry's method; ``benchmark``, ``setting`` and ``variant`` name
+    ``catalog/vocab/benchmarks.yaml``, which also gives the metric, unit and direction (checked in
+    :mod:`mlatlas.catalog.benchmarks`). A source other than the entry itself makes it second-hand."""
+
     benchmark: ShortText
     setting: ShortText
-    metric: ShortText
+    variant: Slug | None = Field(default=None, description="Protocol variant of the benchmark; default: its first.")
+    metric: ShortText | None = Field(default=None, description="Filled from the benchmark; if given, must match it.")
     value: float
     pm: float | None = Field(default=None, ge=0, description="The ± the source reports (usually a 95% CI).")
-    unit: ShortText | None = None
+    unit: ShortText | None = Field(default=None, description="Filled from the benchmark; if given, must match it.")
+    row: ShortText | None = Field(default=None, description="The row label as printed in the source table.")
+    backbone: ShortText | None = Field(default=None, description="Feature extractor, e.g. 'Conv-4 (64 filters)'.")
+    extras: list[ShortText] = Field(default_factory=list, description="Training extras that change the comparison: "
+                                    "'fine-tuning at test', 'train+val classes', 'data augmentation', 'pre-training' ...")
     source: ResultSource
 
 

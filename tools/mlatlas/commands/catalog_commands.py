@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from mlatlas.outputs.bibtex import catalog_bibtex
+from mlatlas.outputs.evaluation_tables import write_evaluation_tables
 from mlatlas.outputs.export_json import write_catalog_json
 from mlatlas.files import write_text_atomic
 from mlatlas.outputs.jsonschema_export import schema_is_stale, schema_path, write_schema
@@ -93,11 +94,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         write_catalog_json(catalog, out / "catalog.json")
         write_text_atomic(out / "catalog.bib", catalog_bibtex(catalog))
+        write_evaluation_tables(catalog, out / "evaluation-tables.json")
         write_schema(catalog.root)
     except OSError as exc:
         print(f"error: cannot write the export: {exc}", file=sys.stderr)
         return 1
-    for path in (out / "catalog.json", out / "catalog.bib", schema_path(catalog.root)):
+    for path in (out / "catalog.json", out / "catalog.bib", out / "evaluation-tables.json", schema_path(catalog.root)):
         print(f"wrote {path}")
     return 0
 
@@ -124,9 +126,9 @@ def register(subparsers) -> None:
 
     export = subparsers.add_parser(
         "export",
-        help="write catalog.json and catalog.bib (and refresh the JSON Schema)",
+        help="write catalog.json, catalog.bib and evaluation-tables.json (and refresh the JSON Schema)",
         description="Write the validated catalog as versioned JSON (format: catalog/schema/README.md) "
         "and as BibTeX with stable citation keys.",
     )
-    export.add_argument("--out", help="folder for catalog.json and catalog.bib (default: build/export/)")
+    export.add_argument("--out", help="folder for catalog.json, catalog.bib and evaluation-tables.json (default: build/export/)")
     export.set_defaults(func=cmd_export)

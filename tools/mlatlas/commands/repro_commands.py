@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -82,6 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
         if action == "run":
             p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
+            add_parallel_options(p)
             p.add_argument(
                 "--no-record",
                 action="store_true",
@@ -199,8 +202,47 @@ def _with_data_dir(config: dict, data_dir: Path, name: str) -> dict:
     return {**config, "data": {**config["data"], "data_dir": str(data_dir.expanduser().resolve())}}
 
 
+def add_parallel_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
+                   help="run on N local processes (torch.distributed, gloo on the CPU, NCCL on GPUs): each takes a "
+                   "share of every meta-batch and the meta-gradients are summed; the result equals a 1-process run "
+                   "up to float rounding. With --split seeds, the seeds of a multi-seed config are trained in N "
+                   "processes instead and recorded together")
+    p.add_argument("--split", choices=["tasks", "seeds"], default="tasks",
+                   help="what --nproc divides: the tasks of each meta-batch (default) or the config's seeds")
+    p.add_argument("--seeds", type=_seed_list, metavar="LIST",
+                   help="train only these seeds of a multi-seed config (e.g. 0,2), writing no record: to spread "
+                   "seeds over machines; then run without --seeds on the shared work dir to evaluate and record all")
+    p.add_argument("--dist-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="how long a process waits for the others at a collective before the run stops with an "
+                   "error (default 300)")
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds separated by commas (e.g. 0,2), not {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} names a seed twice")
+    return seeds
+
+
+def _config_seeds(config: dict, name: str, how: str) -> list[int]:
+    seeds = config.get("seeds")
+    if not isinstance(seeds, list) or len(seeds) < 2:
+        raise ValueError(f"{how} needs a config with a list of seeds; this one trains one seed (seeds: {seeds!r})")
+    return [int(s) for s in seeds]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from reproductions.core import recording, registry, replacing
+    from reproductions.core import distributed, recording, registry, replacing
     from reproductions.core.runtime import NonFiniteError
     from reproductions.datasets.omniglot import OmniglotDataError
 
@@ -219,15 +261,32 @@ def cmd_run(args: argparse.Namespace) -> int:
             write = not (args.no_record or is_smoke or args.overrides)
         else:
             write = args.record and not (is_smoke or args.overrides)
-        # the mlatlas command as given to main(), never the host process's argv (pytest's, a notebook's ...)
+        # the mlatlas command as given to main(), never the host process's argv (pytest's, a notebook's ...); a
+        # worker of `--nproc` records the command the user typed (the launcher hands it over)
         argv = getattr(args, "argv", None)
-        command = recording.command_line(None if argv is None else ["mlatlas", *argv])
+        worker = distributed.launched() or bool(os.environ.get(recording.COMMAND_ENV))
+        command = recording.command_line(None if argv is None or worker else ["mlatlas", *argv])
+        nproc, only_seeds = getattr(args, "nproc", 1), getattr(args, "seeds", None)
+        if nproc > 1 and args.split == "tasks" and not repro.splits_tasks:
+            raise ValueError("this reproduction does not train through the shared loop that splits meta-batches, so "
+                             "--nproc would only repeat the same run; run it without --nproc")
+        if (nproc > 1 and args.split == "seeds") or only_seeds is not None:
+            if not repro.seed_fanout:
+                raise ValueError("this reproduction cannot train its seeds in separate processes (--split seeds, "
+                                 "--seeds); use --nproc with --split tasks")
+            seeds = _config_seeds(config, repro.name, "--split seeds" if only_seeds is None else "--seeds")
+            if only_seeds is not None and (nproc > 1 or set(only_seeds) - set(seeds)):
+                raise ValueError(f"--seeds {','.join(map(str, only_seeds))}: give seeds of the config ({seeds}) "
+                                 "and no --nproc")
+        if only_seeds is not None:
+            write = False  # one machine's share: the run without --seeds records all seeds
         if write and recording.machine_paths(command):
             raise ValueError(f"a record's command may not name a path of this machine "
                              f"({', '.join(recording.machine_paths(command))}): give the config by name, or pass "
                              "--no-record")
         replace = getattr(args, "replace", False) or args.action == "eval"  # `eval --record` is asked to rewrite
-        existing = _existing_records(repro, config_name, root) if write else []
+        # checked once, by the process the user started (the workers of --nproc were started after it)
+        existing = _existing_records(repro, config_name, root) if write and not worker else []
         if existing:
             listed = ", ".join(_shown(p, root) for p in existing[:4]) + (" ..." if len(existing) > 4 else "")
             counted = f"{len(existing)} record{'s' * (len(existing) != 1)} ({listed})"
@@ -246,9 +305,24 @@ def cmd_run(args: argparse.Namespace) -> int:
             eval_only=args.action == "eval",
             write_record=write,
             progress=not args.no_progress,
+            only_seeds=only_seeds,
         )
-        with replacing.policy(replace) as ledger, recording.all_or_none():  # a run's records: all written or none
-            metrics = repro.run(config, ctx)
+        if nproc > 1:
+            status = _launch(args, repro.name, config, command, nproc)
+            if status or args.split == "tasks":
+                return status
+            print(f"{repro.name}: every seed is trained; evaluating and recording them together")
+            ctx.fresh = False  # the workers started afresh where asked; the merge reads their checkpoints
+        with distributed_group(ctx, args):
+            # a run's records are all written or none, and replace committed ones only when asked
+            with replacing.policy(replace) as ledger, recording.all_or_none():
+                metrics = repro.run(config, ctx)
+            main = distributed.is_main()
+        if not main:  # rank 0 reports
+            return 0
+    except distributed.RankFailure as exc:
+        print(f"error: {args.name}: {exc}", file=sys.stderr)
+        return 1
     except (registry.RegistryError, NonFiniteError, OmniglotDataError, ValueError, KeyError) as exc:
         message = f"missing setting {exc}" if isinstance(exc, KeyError) else str(exc)
         print(f"error: {args.name}: {message}", file=sys.stderr)
@@ -258,6 +332,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {args.name}: cannot write {where}: {exc.strerror or exc}; pass --work-dir / --data-dir a "
               "writable folder", file=sys.stderr)
         return 1
+    if ctx.only_seeds is not None:  # one share of the seeds: its metrics are not the run's
+        print(f"{args.name}: trained seed{'s' if len(ctx.only_seeds) > 1 else ''} "
+              f"{', '.join(map(str, ctx.only_seeds))}; run the command without --seeds (on the same work dir) to "
+              "evaluate and record every seed")
+        return 0
     for key, value in (metrics or {}).items():
         print(f"{key}: {value:.4f}")
     if args.overrides and args.action == "run" and not args.no_record:
@@ -290,3 +369,39 @@ def _print_ledger(ledger, root: Path) -> None:
         print(f"  new       {_shown(w.path, root)}")
     for w in replaced:
         print(f"  replaced  {_shown(w.path, root)} (was {w.previous}; now {describe(w.path)})")
+
+
+def _launch(args: argparse.Namespace, name: str, config: dict, command: str, nproc: int) -> int:
+    """Start the worker processes of ``--nproc`` and wait for them; 0 when all ended well."""
+    from mlatlas.commands import launch
+
+    argv = args.argv if getattr(args, "argv", None) is not None else sys.argv[1:]
+    if args.split == "tasks":
+        status, failure = launch.task_workers(argv, nproc, command, args.dist_timeout)
+    else:
+        seeds = _config_seeds(config, name, "--split seeds")
+        groups = [seeds[i::nproc] for i in range(min(nproc, len(seeds)))]
+        status, failure = launch.seed_workers(argv, groups, command)
+    if status:
+        print(f"error: {name}: {failure}; the run stopped (run the same command again to resume from the last "
+              "checkpoint)", file=sys.stderr)
+        return 1
+    return 0
+
+
+@contextlib.contextmanager
+def distributed_group(ctx, args: argparse.Namespace):
+    """Inside a worker that ``--nproc`` (or ``torchrun``) started: join the process group for the run, and let
+    only rank 0 write records."""
+    from reproductions.core import distributed, runtime
+
+    if not distributed.launched():
+        yield
+        return
+    distributed.start(runtime.pick_device(ctx.device), getattr(args, "dist_timeout", distributed.DEFAULT_TIMEOUT_S))
+    ctx.write_record = ctx.write_record and distributed.is_main()
+    ctx.progress = ctx.progress and distributed.is_main()
+    try:
+        yield
+    finally:
+        distributed.stop()

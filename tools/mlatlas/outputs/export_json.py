@@ -12,13 +12,14 @@ from typing import Any
 
 from mlatlas import __version__
 from mlatlas.outputs.bibtex import bibtex_keys
+from mlatlas.outputs.leaderboards import benchmarks_json, build_leaderboards, leaderboards_json
 from mlatlas.catalog.entries import Catalog
 from mlatlas.files import write_text_atomic
 from mlatlas.catalog.problems import relative
 from mlatlas.records import summaries, verdict
 
 FORMAT_NAME = "meta-learning-atlas-catalog"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: results take metric and unit from catalog/vocab/benchmarks.yaml; benchmarks, leaderboards
 
 
 def _dump(model) -> dict[str, Any]:
@@ -57,6 +58,8 @@ def catalog_to_json(catalog: Catalog) -> dict[str, Any]:
         "papers": papers,
         "resources": {kind: [_dump(item) for item in items] for kind, items in sorted(catalog.resources.items())},
         "records": records,
+        "benchmarks": benchmarks_json(catalog),
+        "leaderboards": leaderboards_json(build_leaderboards(catalog)),
     }
 
 

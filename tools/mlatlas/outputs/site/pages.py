@@ -25,6 +25,8 @@ from mlatlas.catalog.entries import Catalog
 from mlatlas.outputs.export_json import catalog_to_json
 from mlatlas.catalog.models import Label, LabelFamily, Paper, Topic, Venue
 from mlatlas.records import DIFFERENT_PROTOCOL, VERDICTS, ResultRecord, Verdict, summary, verdict
+from mlatlas.outputs.site.conferences import conference_pages
+from mlatlas.outputs.site.leaderboards import leaderboard_pages
 from mlatlas.outputs.site.render import Rendered, front_matter, render
 
 NEWEST_ON_HOME = 8
@@ -307,6 +309,8 @@ class SiteContent:
             pages.append(self._group(venue_uri(venue_id), venue_id, self.venue_name(venue_id), views, venue=venue_id))
         for year, views in self.by_year().items():
             pages.append(self._group(f"years/{year}.md", str(year), "", views, year=str(year)))
+        pages += conference_pages(self)  # conferences/: one page per edition (outputs/site/conferences.py)
+        pages += leaderboard_pages(self)  # mlatlas.outputs.site.leaderboards
         return pages
 
     def benchmarks(self) -> GeneratedPage:
