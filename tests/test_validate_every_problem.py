@@ -149,3 +149,18 @@ def test_paper_files_are_checked_even_when_a_vocabulary_is_broken(tree, capsys):
                "you mean 'families'?" in line for line in lines), lines
     assert f"{ALPHA}:17: error: code.status: 'oficial' is not one of 'official', 'community', 'none' — did you mean " \
            "'official'?" in lines
+
+
+def test_a_key_written_twice_hides_nothing_else(tree, capsys):
+    tree.edit(ALPHA, "year: 2017\n", "year: 2017\nyear: 2018\n")
+    tree.edit(ALPHA, "status: official", "status: oficial")
+    tree.edit(ALPHA, "topics: [few-shot-learning]", "topics: [few-shot]")
+    code, lines = validate(tree, capsys)
+    assert code == 1
+    assert lines == [
+        f"{ALPHA}:8: error: duplicate key 'year' (each key may appear once); the first is used",
+        f"{ALPHA}:14: error: topics.0: unknown topic 'few-shot' — did you mean 'few-shot-learning'?",
+        f"{ALPHA}:18: error: code.status: 'oficial' is not one of 'official', 'community', 'none' — did you mean "
+        "'official'?",
+        "catalog is NOT valid: 2 papers, 3 errors, 0 infos",
+    ]

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from mlatlas.catalog import models
 from mlatlas.catalog.problems import Problem, relative
 from mlatlas.catalog.wording import message
-from mlatlas.catalog.yamlio import YamlDoc, YamlError, read_or_error
+from mlatlas.catalog.yamlio import YamlDoc, YamlError, parse_keeping_first, read_or_error, read_text
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -75,6 +75,14 @@ def model_from(
     parsed: YamlDoc | YamlError, path: Path, model: type[M], root: Path, problems: list[Problem]
 ) -> tuple[M | None, YamlDoc | None]:
     """Like :func:`read_model` for a file already parsed (see :func:`mlatlas.catalog.yamlio.read_many`)."""
+    if isinstance(parsed, YamlError) and parsed.message.startswith("duplicate key"):
+        # a key written twice hides nothing else: keep its first value, report each repeat, and check the rest
+        try:
+            parsed, repeats = parse_keeping_first(read_text(path, root=root), path)
+        except YamlError:
+            pass  # another fault as well: reported as it is
+        else:
+            problems.extend(Problem(relative(path, root), e.line, "", e.message) for e in repeats)
     if isinstance(parsed, YamlError):
         problems.append(Problem(relative(path, root), parsed.line, "", parsed.message))
         return None, None
