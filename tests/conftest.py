@@ -70,3 +70,24 @@ def _private_data_cache(tmp_path_factory):
         os.environ.pop("MLATLAS_CACHE_DIR", None)
     else:
         os.environ["MLATLAS_CACHE_DIR"] = previous
+
+
+@pytest.fixture(autouse=True)
+def _no_records_into_this_repository(monkeypatch):
+    """Tests never write into this checkout's reproductions/*/results/ (committed results): a run a test starts
+    records under its own tmp_path (``--root``) or, being a smoke run, records nothing."""
+    from reproductions.core import recording  # imported once per session; then a dictionary look-up
+
+    publish = recording._publish
+    results = PROJECT_ROOT / "reproductions"
+
+    def guarded(pairs):
+        for _, final in pairs:
+            path = Path(final).resolve()
+            if path.is_relative_to(results) and "results" in path.relative_to(results).parts[1:2]:
+                recording._discard(pairs)  # no temp file left behind either
+                raise AssertionError(f"a test wrote {path.relative_to(PROJECT_ROOT)} into the repository; give the "
+                                     "run a checkout under tmp_path (--root) or make it a smoke run")
+        publish(pairs)
+
+    monkeypatch.setattr(recording, "_publish", guarded)

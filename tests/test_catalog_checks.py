@@ -193,7 +193,7 @@ def test_vocabulary_mistakes_of_an_otherwise_invalid_paper_are_reported_too(tree
     tree.edit(ALPHA, "venue: ICML 2017", "venue: NIPS 2017")
     tree.edit(ALPHA, "modality: [image]", "modality: [images]")
     assert problems(tree) == [
-        "catalog/papers/alpha.yaml:4: method: Input should be a valid string, got ['Alpha']",
+        "catalog/papers/alpha.yaml:4: method: expected text, got a list ['Alpha']",
         "catalog/papers/alpha.yaml:8: venue: unknown venue 'NIPS 2017' — did you mean 'NeurIPS 2017'?",
         "catalog/papers/alpha.yaml:12: labels.modality.0: unknown modality label 'images' — did you mean 'image'?",
     ]

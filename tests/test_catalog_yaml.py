@@ -30,7 +30,7 @@ def test_fixture_catalog_is_valid(tree):
         # broken YAML: an unclosed flow sequence
         ("topics: [few-shot-learning]", "topics: [few-shot-learning\nfoo: 1", f"{ALPHA}:14: broken YAML"),
         # wrong type: a list where text is expected
-        ("method: Alpha", "method: [Alpha]", f"{ALPHA}:4: method: Input should be a valid string, got ['Alpha']"),
+        ("method: Alpha", "method: [Alpha]", f"{ALPHA}:4: method: expected text, got a list ['Alpha']"),
         # missing required field
         ("venue: ICML 2017\n", "", f"{ALPHA}:2: venue: required field is missing"),
         # duplicate key
@@ -49,7 +49,7 @@ def test_fixture_catalog_is_valid(tree):
         ('arxiv: "1703.00001"', 'arxiv: "arXiv:1703.00001"', f"{ALPHA}:15: ids.arxiv: 'arXiv:1703.00001' is not an arXiv id"),
         ("venue: ICML 2017", "venue: ICML", f"{ALPHA}:8: venue: 'ICML' is not '<venue> <year>'"),
         # a bad date
-        ("date: 2017-03-09", "date: 2017-13-09", f"{ALPHA}:6: cannot read value '2017-13-09'"),
+        ("date: 2017-03-09", "date: 2017-13-09", f"{ALPHA}:6: date: '2017-13-09' is not a date (month value is outside expected range of 1-12)"),
         # code status contradicting its repositories (a model-level rule of a nested model)
         ("status: official", "status: none", f"{ALPHA}:16: code: status 'none' cannot list repositories"),
     ],
@@ -128,7 +128,7 @@ def test_broken_vocabulary_stops_loading_with_its_own_problem(tree):
 def test_result_record_problems_have_lines(tree):
     tree.edit("reproductions/toy_repro/results/omniglot.yaml", "value: 97.1", "value: high")
     found = problems_of(tree)
-    assert found[0].startswith("reproductions/toy_repro/results/omniglot.yaml:8: value: Input should be a valid number")
+    assert found[0].startswith("reproductions/toy_repro/results/omniglot.yaml:8: value: expected a number, got 'high'")
 
 
 @pytest.mark.parametrize("command", [["validate"], ["render"], ["render", "--check"], ["export"]])
@@ -139,7 +139,7 @@ def test_cli_reports_problems_and_writes_nothing(tree, capsys, command, tmp_path
     args = ["--root", str(tree.root), *command] + (["--out", str(out_dir)] if command == ["export"] else [])
     assert main(args) == 1
     captured = capsys.readouterr()
-    assert f"{ALPHA}:4: method: Input should be a valid string" in captured.out + captured.err
+    assert f"{ALPHA}:4: error: method: expected text" in captured.out + captured.err
     assert "Traceback" not in captured.out + captured.err
     assert "1 error" in captured.out + captured.err
     assert tree.read("README.md") == readme_before
@@ -179,5 +179,5 @@ def test_console_command_exit_status_without_traceback(tree):
         capture_output=True, text=True, timeout=120,
     )
     assert run.returncode == 1
-    assert f"{ALPHA}:1: YAML anchors and aliases" in run.stdout
+    assert f"{ALPHA}:1: error: YAML anchors and aliases" in run.stdout
     assert "Traceback" not in run.stdout + run.stderr

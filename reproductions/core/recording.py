@@ -21,6 +21,7 @@ import yaml
 from scipy import stats
 
 from mlatlas.records import ResultRecord, machine_paths
+from reproductions.core import replacing
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
@@ -252,6 +253,7 @@ def write_record(
         files.append((results_dir / f"{stem}.png", _curve_png(curve, title, record.metric)))
     text = yaml.safe_dump(record.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True)
     path = results_dir / f"{stem}.yaml"
+    replacing.check(path)  # an existing record is replaced only when the run was asked to (--replace)
     files.append((path, text.encode()))
     _write_all(files)  # the YAML last: a record never names a curve that is not there
     return path
@@ -260,18 +262,20 @@ def write_record(
 # Options that say where files sit on the machine that ran the command, not what was computed: a record's command
 # leaves them out, so that it names no path of that machine and reruns anywhere with the defaults.
 MACHINE_OPTIONS = ("--work-dir", "--data-dir", "--root")
+# Flags that say what may happen to the files, not what is computed: left out of a record's command too.
+FILE_FLAGS = ("--replace",)
 COMMAND_ENV = "MLATLAS_COMMAND"  # set by `mlatlas repro run --nproc` for its workers
 
 
 def command_line(argv: Sequence[str] | None = None) -> str:
     """The command as the user typed it (``mlatlas ...`` when run through the console script), without the
-    :data:`MACHINE_OPTIONS` and their values."""
+    :data:`MACHINE_OPTIONS` and their values and the :data:`FILE_FLAGS`."""
     if argv is None and os.environ.get(COMMAND_ENV):  # a worker of `--nproc`: the command the user typed
         return os.environ[COMMAND_ENV]
     argv = list(sys.argv if argv is None else argv)
     if argv and Path(argv[0]).name in {"mlatlas", "__main__.py"}:
         argv[0] = "mlatlas"
-    return shlex.join(without_options(argv, MACHINE_OPTIONS))
+    return shlex.join(arg for arg in without_options(argv, MACHINE_OPTIONS) if arg not in FILE_FLAGS)
 
 
 def without_options(argv: Sequence[str], options: Sequence[str]) -> list[str]:

@@ -8,6 +8,7 @@ body under byte caps (what travelled and what it decodes to) and a deadline.
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -107,3 +108,28 @@ def get_body(session: requests.Session, url: str, *, deadline_s: float, timeout:
         if "response" in holder:
             abort(holder["response"])
         raise
+
+
+_NO_ROUTE = {errno.ENETUNREACH: "the network is unreachable", errno.EHOSTUNREACH: "there is no route to the host",
+             errno.ECONNREFUSED: "the connection was refused (nothing listens on that port)"}
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """Why a failed connection will not heal by retrying in a few seconds, in words (the host name does not
+    resolve, the network or host is unreachable, the port refuses connections); None for other failures
+    (time-outs, resets, server errors), which a retry may cure."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror):
+            return f"its name does not resolve ({current.strerror or current}; offline, or a misspelt host)"
+        if isinstance(current, OSError) and current.errno in _NO_ROUTE:
+            return _NO_ROUTE[current.errno]
+        stack.extend(a for a in getattr(current, "args", ()) if isinstance(a, BaseException))
+        stack.extend(a for a in (current.__cause__, current.__context__, getattr(current, "reason", None))
+                     if isinstance(a, BaseException))
+    return None

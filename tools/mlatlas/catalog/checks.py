@@ -20,6 +20,7 @@ from mlatlas.catalog.suggest import closest, hint
 from mlatlas.catalog.yamlio import YamlError, read_yaml
 
 _VENUE = re.compile(VENUE_PATTERN)
+SURVEY_TOPIC = "survey"  # the topic of reviews and books (catalog/vocab/topics.yaml)
 _ARXIV_HOSTS = {h: "arxiv.org" for h in ("export.arxiv.org", "lanl.arxiv.org", "browse.arxiv.org",
                                             "xxx.lanl.gov", "xxx.itp.ac.cn", "de.arxiv.org", "es.arxiv.org")}
 _ARXIV_URL = re.compile(r"^arxiv\.org/(?:abs|pdf|html)/(?P<id>[^?#]+?)(?:v\d+)?(?:\.pdf)?/?$")
@@ -47,6 +48,15 @@ class _Reporter:
     def add(self, path: Path, loc: tuple, message: str, severity: str = "error") -> None:
         field = ".".join(str(p) for p in loc)
         self.problems.append(Problem(self.where(path), self.line(path, loc), field, message, severity))
+
+
+def _entries(catalog: Catalog) -> Iterator[tuple[str, Path, Paper]]:
+    """(id, file, paper) of every valid paper, then of every partial one (a file that failed its model, with the
+    fields that failed set to None or their default: see :mod:`mlatlas.catalog.partial`)."""
+    for pid, paper in catalog.papers.items():
+        yield pid, catalog.files[pid], paper
+    for path, paper in catalog.partial.items():
+        yield paper.id, path, paper
 
 
 _NOT_WORD = re.compile(r"[^\w\s]")
@@ -98,7 +108,8 @@ def _paper_keys(paper: Paper) -> Iterator[tuple[tuple, str, str]]:
         yield ("ids", "arxiv"), f"arxiv:{paper.ids.arxiv.lower()}", f"arXiv id {paper.ids.arxiv}"
     if paper.ids.doi:
         yield ("ids", "doi"), f"doi:{paper.ids.doi.lower()}", f"DOI {paper.ids.doi}"
-    yield ("title",), f"title:{normalise_title(paper.title)}", "title"
+    if paper.title is not None:
+        yield ("title",), f"title:{normalise_title(paper.title)}", "title"
     for field, url in paper.all_links():
         if field in ("ids.arxiv", "ids.doi"):
             continue
@@ -107,8 +118,7 @@ def _paper_keys(paper: Paper) -> Iterator[tuple[tuple, str, str]]:
 
 def _check_shared(rep: _Reporter) -> None:
     owners: dict[str, tuple[str, Path, tuple]] = {}
-    for pid, paper in rep.catalog.papers.items():
-        path = rep.catalog.files[pid]
+    for pid, path, paper in _entries(rep.catalog):
         seen_here: set[str] = set()
         for loc, key, what in _paper_keys(paper):
             if key in seen_here:
@@ -127,7 +137,7 @@ def _check_shared(rep: _Reporter) -> None:
 
 
 def _check_file_names(rep: _Reporter) -> None:
-    for pid, path in rep.catalog.files.items():
+    for pid, path, _ in _entries(rep.catalog):
         if path.stem != pid:
             rep.add(path, ("id",), f"id {pid!r} must equal the file name; rename the file to {pid}.yaml")
 
@@ -201,8 +211,7 @@ def _check_references(rep: _Reporter) -> None:
     packages = _reproduction_packages(catalog.root)
     ids = list(catalog.papers)
     known = set(ids) | catalog.unreadable  # a paper whose own file is broken was reported already
-    for pid, paper in catalog.papers.items():
-        path = catalog.files[pid]
+    for pid, path, paper in _entries(catalog):
         for i, name in enumerate(paper.reproductions):
             if name not in packages:
                 rep.add(path, ("reproductions", i), f"no reproduction package reproductions/{name}/{hint(name, packages)}")
@@ -238,28 +247,36 @@ def _check_dates(rep: _Reporter) -> None:
     """A paper's date and the day it was added cannot lie in the future, and it cannot be added before it
     appeared. Tomorrow is still allowed: 'today' differs around the world."""
     latest = dt.datetime.now(dt.timezone.utc).date() + dt.timedelta(days=1)
-    for pid, paper in rep.catalog.papers.items():
-        path = rep.catalog.files[pid]
-        if paper.date > latest:
+    for _, path, paper in _entries(rep.catalog):
+        if paper.date is not None and paper.date > latest:
             rep.add(path, ("date",), f"date {paper.date.isoformat()} is in the future")
-        if paper.added > latest:
+        if paper.added is not None and paper.added > latest:
             rep.add(path, ("added",), f"added {paper.added.isoformat()} is in the future")
-        if paper.added < paper.date:
+        if paper.added is not None and paper.date is not None and paper.added < paper.date:
             rep.add(path, ("added",), f"added {paper.added.isoformat()} is before the paper's date "
                                       f"{paper.date.isoformat()}; an entry joins the atlas after the paper appears")
 
 
 def _check_invisible(rep: _Reporter) -> None:
     """Invisible characters in a title hide it from search and from the duplicate check's eye."""
-    for pid, paper in rep.catalog.papers.items():
-        hidden = sorted({f"U+{ord(ch):04X}" for ch in paper.title if unicodedata.category(ch) in ("Cf", "Cc")})
+    for _, path, paper in _entries(rep.catalog):
+        hidden = sorted({f"U+{ord(ch):04X}" for ch in paper.title or "" if unicodedata.category(ch) in ("Cf", "Cc")})
         if hidden:
-            rep.add(rep.catalog.files[pid], ("title",), f"title holds invisible characters ({', '.join(hidden)}); "
+            rep.add(path, ("title",), f"title holds invisible characters ({', '.join(hidden)}); "
                                                         "type it again without them")
 
 
+def _check_highlights(rep: _Reporter) -> None:
+    """'State of the art' ranks a method against others on its benchmarks; a survey reviews methods and has no
+    such rank, so the flag is refused on entries in the survey topic."""
+    for _, path, paper in _entries(rep.catalog):
+        if paper.highlights.sota and SURVEY_TOPIC in (paper.topics or ()):
+            rep.add(path, ("highlights", "sota"), "a survey cannot be state of the art (the flag marks a method "
+                    "that led its benchmarks when it was listed); remove 'sota: true'")
+
+
 CHECKS = (_check_file_names, _check_shared, _check_vocabulary, _check_references, _check_dates, _check_invisible,
-          check_results)
+          check_results, _check_highlights)
 
 
 def check_catalog(catalog: Catalog) -> list[Problem]:

@@ -21,6 +21,7 @@ class Catalog:
     records: list[Any] = field(default_factory=list)  # (record file, ResultRecord), valid ones only
     files: dict[str, Path] = field(default_factory=dict)  # paper id -> its YAML file
     unreadable: set[str] = field(default_factory=set)  # stems of paper files that failed validation
+    partial: dict[Path, Paper] = field(default_factory=dict)  # what passed of those files: checked, never rendered
     docs: dict[Path, Any] = field(default_factory=dict, repr=False)  # file -> parsed YamlDoc (for line numbers)
 
     def label(self, family: str, label_id: str):

@@ -16,6 +16,7 @@ from pathlib import Path
 from mlatlas.catalog.benchmarks import BenchmarkVocabulary, benchmarks_file
 from mlatlas.catalog.entries import Catalog
 from mlatlas.catalog.checks import check_catalog
+from mlatlas.catalog.partial import partial
 from mlatlas.catalog.models import RESOURCE_FILES, LabelVocabulary, Paper, TopicVocabulary, VenueVocabulary
 from mlatlas.paths import catalog_dir, project_root
 from mlatlas.catalog.problems import CatalogError, Problem, relative
@@ -47,6 +48,9 @@ def _load_papers(catalog: Catalog, folder: Path, problems: list[Problem]) -> Non
                 )
         if paper is None:
             catalog.unreadable.add(path.stem)  # already reported; references to it are not errors too
+            leftover = partial(Paper, doc.data) if doc is not None and isinstance(doc.data, dict) else None
+            if leftover is not None and leftover.id is not None:
+                catalog.partial[path] = leftover  # the whole-catalog checks still see what passed
             continue
         if paper.id in papers:
             first = relative(catalog.files[paper.id], root)
@@ -90,6 +94,10 @@ def _load_catalog(root: Path) -> tuple[Catalog | None, list[Problem]]:
         path = base / "vocab" / f"{name}.yaml"
         vocab[name], docs[path] = read_model(path, model, root, problems)
     if not all(vocab.values()):
+        # Without the vocabularies the whole-catalog checks cannot run; each paper file's own problems still can.
+        paths = sorted((base / "papers").glob("*.yaml"), key=_name_order)
+        for path, parsed in zip(paths, read_many(paths, root)):
+            model_from(parsed, path, Paper, root, problems)
         return None, sorted(problems)
     catalog = Catalog(root=root, **vocab)
     catalog.docs.update(docs)

@@ -151,7 +151,7 @@ class Code(Strict):
 
 
 class Highlights(Strict):
-    sota: bool = Field(default=False, description="State of the art when it was listed (seed 000's 🌟).")
+    sota: bool = Field(default=False, description="State of the art when it was listed (seed 000's 🌟); a method's mark, refused on surveys.")
     pick: bool = Field(default=False, description="Editor's pick (seed 000's 🎈).")
 
 
@@ -294,7 +294,7 @@ class Paper(Strict):
         for name in ("proceedings", "pdf"):
             if getattr(self.ids, name):
                 found.append((f"ids.{name}", getattr(self.ids, name)))
-        for i, repo in enumerate(self.code.repositories):
+        for i, repo in enumerate(self.code.repositories if self.code is not None else ()):  # None: see catalog.partial
             found.append((f"code.repositories.{i}.url", repo.url))
         for i, link in enumerate(self.links):
             found.append((f"links.{i}.url", link.url))

@@ -1,4 +1,5 @@
-"""A problem found in the catalog, reported as ``path:line: field: message``."""
+"""A problem found in the catalog, printed as ``path:line: error: field: message`` (an error, which fails validation)
+or ``path:line: field: message [info]`` (a note that never fails it)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,22 @@ class Problem:
         field = f" {self.field}:" if self.field else ""
         return f"{where}:{field} {self.message}"
 
+    def report(self) -> str:
+        """The line a person reads: errors are marked ``error:`` after the place (as compilers mark them, so
+        editors and CI annotate them), other problems end in their severity, e.g. ``[info]``."""
+        if self.severity != "error":
+            return f"{self} [{self.severity}]"
+        where = f"{self.path}:{self.line}" if self.line else self.path
+        field = f" {self.field}:" if self.field else ""
+        return f"{where}: error:{field} {self.message}"
+
 
 class CatalogError(Exception):
     """Raised when a catalog cannot be used; carries every problem found."""
 
     def __init__(self, problems: list[Problem]):
         self.problems = sorted(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
+        super().__init__("\n".join(p.report() for p in self.problems))
 
 
 def relative(path: Path, root: Path) -> str:

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ValidationError
 
 from mlatlas.catalog import models
 from mlatlas.catalog.problems import Problem, relative
-from mlatlas.catalog.suggest import hint
-from mlatlas.catalog.yamlio import YamlDoc, YamlError, read_or_error
+from mlatlas.catalog.wording import message
+from mlatlas.catalog.yamlio import YamlDoc, YamlError, parse_keeping_first, read_or_error, read_text
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -39,27 +39,8 @@ def _known_fields() -> frozenset[str]:
     return frozenset(names)
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _message(err: dict[str, Any]) -> str:
-    kind, msg = err["type"], err["msg"]
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "extra_forbidden":
-        key = str(err["loc"][-1])
-        return f"unknown field {key!r}{hint(key, _known_fields())}"
-    if kind == "string_pattern_mismatch":
-        pattern = err.get("ctx", {}).get("pattern", "")
-        return f"{_short(err['input'])} is not {_PATTERN_HELP.get(pattern, f'in the form {pattern}')}"
-    for prefix in ("Value error, ", "Assertion failed, "):
-        if msg.startswith(prefix):
-            return msg[len(prefix) :]
-    if kind.endswith(("_type", "_parsing")) or kind in {"literal_error", "enum"}:
-        return f"{msg}, got {_short(err['input'])}"
-    return msg
+    return message(err, _PATTERN_HELP, _known_fields())
 
 
 def _field(loc: tuple, doc: YamlDoc) -> tuple[str, ...]:
@@ -94,6 +75,14 @@ def model_from(
     parsed: YamlDoc | YamlError, path: Path, model: type[M], root: Path, problems: list[Problem]
 ) -> tuple[M | None, YamlDoc | None]:
     """Like :func:`read_model` for a file already parsed (see :func:`mlatlas.catalog.yamlio.read_many`)."""
+    if isinstance(parsed, YamlError) and parsed.message.startswith("duplicate key"):
+        # a key written twice hides nothing else: keep its first value, report each repeat, and check the rest
+        try:
+            parsed, repeats = parse_keeping_first(read_text(path, root=root), path)
+        except YamlError:
+            pass  # another fault as well: reported as it is
+        else:
+            problems.extend(Problem(relative(path, root), e.line, "", e.message) for e in repeats)
     if isinstance(parsed, YamlError):
         problems.append(Problem(relative(path, root), parsed.line, "", parsed.message))
         return None, None

@@ -169,6 +169,10 @@ def _to_python(node: Node) -> Any:
     try:
         return build(_SCALAR_BUILDER, node)
     except (ValueError, OverflowError, yaml.YAMLError) as exc:
+        if not node.style and _plain_scalar_tag(node.value) == tag:
+            # Typed only by its look ('date: 2017-02-30' looks like a date and is none): kept as the text it is, so
+            # the model reports it in its own words, in the same run as every other problem of the file.
+            return node.value
         raise YamlError(node.start_mark.line + 1, f"cannot read value {node.value!r}: {exc}") from None
     except (KeyError, AttributeError, TypeError):  # an explicit tag on a value it does not fit: '!!bool maybe'
         raise YamlError(node.start_mark.line + 1, f"cannot read value {node.value!r} as {tag.rsplit(':', 1)[-1]}") from None
@@ -191,6 +195,38 @@ def parse_text(text: str, path: Path) -> YamlDoc:
     except RecursionError:
         raise YamlError(0, "YAML nested too deeply") from None
     return YamlDoc(path=path, text=text, data=data)
+
+
+def parse_keeping_first(text: str, path: Path) -> tuple[YamlDoc, list[YamlError]]:
+    """:func:`parse_text` for a file with keys written twice in a mapping: each mapping keeps a key's first value
+    and the later ones come back as errors, so that the file's other problems are reported in the same run.
+    Any other fault raises :class:`YamlError` as :func:`parse_text` does."""
+    try:
+        _reject_anchors(text)
+        node = compose(text)
+    except yaml.YAMLError:
+        return parse_text(text, path), []  # raises the same error, worded as usual
+    if node is None:
+        raise YamlError(1, "the file holds no data")
+    duplicates: list[YamlError] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, MappingNode):
+            seen, kept = set(), []
+            for key_node, value_node in current.value:
+                key = key_node.value if isinstance(key_node, ScalarNode) else None
+                if key is not None and key in seen:
+                    duplicates.append(YamlError(key_node.start_mark.line + 1,
+                                                f"duplicate key {key!r} (each key may appear once); the first is used"))
+                    continue
+                seen.add(key)
+                kept.append((key_node, value_node))
+                stack.append(value_node)
+            current.value = kept
+        elif isinstance(current, SequenceNode):
+            stack.extend(current.value)
+    return YamlDoc(path=path, text=text, data=_to_python(node)), sorted(duplicates, key=lambda e: e.line)
 
 
 def read_regular(path: Path, max_bytes: int = MAX_BYTES, root: Path | None = None) -> bytes:

@@ -21,10 +21,15 @@ def _root(args: argparse.Namespace) -> Path:
     return Path(args.root).resolve() if args.root else project_root()
 
 
+def _paper_files(catalog) -> int | None:
+    """Paper files read: the valid ones and those with errors."""
+    return len(catalog.papers) + len(catalog.unreadable) if catalog else None
+
+
 def _summary(problems: list[Problem], papers: int | None) -> str:
     errors = sum(p.severity == "error" for p in problems)
     infos = len(problems) - errors
-    counted = f"{papers} papers, " if papers is not None else ""
+    counted = f"{papers} paper{'s' * (papers != 1)}, " if papers is not None else ""
     verdict = "catalog is valid" if not errors else "catalog is NOT valid"
     return f"{verdict}: {counted}{errors} error{'s' * (errors != 1)}, {infos} info{'s' * (infos != 1)}"
 
@@ -32,8 +37,7 @@ def _summary(problems: list[Problem], papers: int | None) -> str:
 def _print_problems(problems: list[Problem], stream=None) -> None:
     stream = stream or sys.stdout
     for problem in problems:
-        tag = "" if problem.severity == "error" else f" [{problem.severity}]"
-        print(f"{problem}{tag}", file=stream)
+        print(problem.report(), file=stream)
 
 
 def _valid_catalog(args: argparse.Namespace):
@@ -42,7 +46,7 @@ def _valid_catalog(args: argparse.Namespace):
     errors = [p for p in problems if p.severity == "error"]
     if catalog is None or errors:
         _print_problems(errors, sys.stderr)
-        print(_summary(problems, len(catalog.papers) if catalog else None), file=sys.stderr)
+        print(_summary(problems, _paper_files(catalog)), file=sys.stderr)
         print("nothing was written; fix the errors above (mlatlas validate lists them too)", file=sys.stderr)
         return None
     return catalog
@@ -51,7 +55,7 @@ def _valid_catalog(args: argparse.Namespace):
 def cmd_validate(args: argparse.Namespace) -> int:
     catalog, problems = load_catalog(_root(args))
     _print_problems(problems)
-    print(_summary(problems, len(catalog.papers) if catalog else None))
+    print(_summary(problems, _paper_files(catalog)))
     return 1 if catalog is None or any(p.severity == "error" for p in problems) else 0
 
 

@@ -48,13 +48,13 @@ def _at_least(kind, minimum=0):
 def run_add(args) -> int:
     root = _root(args)
     client = ArxivClient(
-        api_url=args.api_url, delay=args.delay, timeout=args.timeout, retries=args.retries, stamp=root / ARXIV_STAMP
+        api_url=args.api_url, delay=args.delay, timeout=args.timeout, retries=args.retries, stamp=root / ARXIV_STAMP,
+        progress=lambda line: print(f"mlatlas add: {line}", file=sys.stderr, flush=True),
     )
     try:
         files = add_papers(root, args.papers, client, paper_id=args.id, dry_run=args.dry_run)
     except (AddError, ArxivError) as exc:
-        print(f"mlatlas add: {exc}", file=sys.stderr)
-        print("nothing was written", file=sys.stderr)
+        print(f"mlatlas add: {exc}; nothing was written", file=sys.stderr)
         return 1
     except OSError as exc:  # e.g. a full disk or a read-only checkout
         print(f"mlatlas add: could not read or write the catalog: {exc}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -89,8 +90,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                 action="store_true",
                 help="do not write a result record (smoke configs never write one)",
             )
+            p.add_argument(
+                "--replace",
+                action="store_true",
+                help="replace the records this config wrote before (each is listed with the value it had); without "
+                "it a run whose records exist stops before training and names them",
+            )
         else:
-            p.add_argument("--record", action="store_true", help="also (re)write the result records")
+            p.add_argument("--record", action="store_true", help="also (re)write the result records (each replaced "
+                           "record is listed with the value it had)")
         p.set_defaults(func=cmd_run, action=action)
 
     repro.set_defaults(func=lambda args: repro.print_help() or 2)
@@ -127,7 +135,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     root = Path(args.root).resolve() if args.root else project_root()
     records, problems = load_records(root)
     for problem in problems:
-        print(problem, file=sys.stderr)
+        print(problem.report(), file=sys.stderr)
 
     def plus_minus(value: float, pm: float | None) -> str:
         return number(value) + (f" ± {number(pm)}" if pm is not None else "")
@@ -172,7 +180,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     root = Path(args.root).resolve() if args.root else project_root()
     records, problems = load_records(root)
     for problem in problems:
-        print(problem, file=sys.stderr)
+        print(problem.report(), file=sys.stderr)
     lines = summaries(record for _, record in records)
     unknown = set(args.papers) - set(lines)
     if unknown:
@@ -234,7 +242,7 @@ def _config_seeds(config: dict, name: str, how: str) -> list[int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from reproductions.core import distributed, recording, registry
+    from reproductions.core import distributed, recording, registry, replacing
     from reproductions.core.runtime import NonFiniteError
     from reproductions.datasets.omniglot import OmniglotDataError
 
@@ -245,14 +253,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = registry.apply_overrides(config, args.overrides)
         if args.data_dir is not None:
             config = _with_data_dir(config, args.data_dir, repro.name)
-        # Smoke configs (`smoke`, `<name>_smoke`), and configs that say `records: false` (demonstrations too short
+        # Smoke configs (`smoke`, `smoke_<variant>`, `<name>_smoke`), and configs that say `records: false` (demonstrations too short
         # to be results), never write a record.
-        is_smoke = config_name == "smoke" or config_name.endswith("_smoke") or config.get("records", True) is False
+        is_smoke = (config_name == "smoke" or config_name.startswith("smoke_") or config_name.endswith("_smoke")
+                    or config.get("records", True) is False)
         if args.action == "run":
             write = not (args.no_record or is_smoke or args.overrides)
         else:
             write = args.record and not (is_smoke or args.overrides)
-        command = recording.command_line()
+        # the mlatlas command as given to main(), never the host process's argv (pytest's, a notebook's ...); a
+        # worker of `--nproc` records the command the user typed (the launcher hands it over)
+        argv = getattr(args, "argv", None)
+        worker = distributed.launched() or bool(os.environ.get(recording.COMMAND_ENV))
+        command = recording.command_line(None if argv is None or worker else ["mlatlas", *argv])
         nproc, only_seeds = getattr(args, "nproc", 1), getattr(args, "seeds", None)
         if nproc > 1 and args.split == "tasks" and not repro.splits_tasks:
             raise ValueError("this reproduction does not train through the shared loop that splits meta-batches, so "
@@ -271,6 +284,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ValueError(f"a record's command may not name a path of this machine "
                              f"({', '.join(recording.machine_paths(command))}): give the config by name, or pass "
                              "--no-record")
+        replace = getattr(args, "replace", False) or args.action == "eval"  # `eval --record` is asked to rewrite
+        # checked once, by the process the user started (the workers of --nproc were started after it)
+        existing = _existing_records(repro, config_name, root) if write and not worker else []
+        if existing:
+            listed = ", ".join(_shown(p, root) for p in existing[:4]) + (" ..." if len(existing) > 4 else "")
+            counted = f"{len(existing)} record{'s' * (len(existing) != 1)} ({listed})"
+            if not replace:
+                raise replacing.RecordsExist(
+                    f"config {config_name!r} already has {counted}; nothing was run. Pass --replace to run and "
+                    "replace them (each is listed with the value it had), or --no-record to run without recording")
+            print(f"note: this run replaces the {counted} of config {config_name!r} when it ends", file=sys.stderr)
         ctx = registry.RunContext(
             config_name=config_name,
             device=args.device,
@@ -290,7 +314,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{repro.name}: every seed is trained; evaluating and recording them together")
             ctx.fresh = False  # the workers started afresh where asked; the merge reads their checkpoints
         with distributed_group(ctx, args):
-            with recording.all_or_none():  # a run's records are all written or none
+            # a run's records are all written or none, and replace committed ones only when asked
+            with replacing.policy(replace) as ledger, recording.all_or_none():
                 metrics = repro.run(config, ctx)
             main = distributed.is_main()
         if not main:  # rank 0 reports
@@ -317,15 +342,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.overrides and args.action == "run" and not args.no_record:
         print("note: --set changes the config, so no record was written (records name an unmodified config)")
     elif write:
-        print(f"records written to {repro.results_dir.relative_to(root) if repro.results_dir.is_relative_to(root) else repro.results_dir}")
+        _print_ledger(ledger, root)
     return 0
+
+
+def _shown(path: Path, root: Path) -> str:
+    path, root = path.resolve(), root.resolve()
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def _existing_records(repro, config_name: str, root: Path) -> list[Path]:
+    """The records this reproduction and config wrote before (committed results a new run would replace)."""
+    from reproductions.core import replacing
+
+    return replacing.records_of({repro.results_dir, root / "reproductions" / repro.name / "results"},
+                                repro.name, config_name)
+
+
+def _print_ledger(ledger, root: Path) -> None:
+    from reproductions.core.replacing import describe
+
+    new = [w for w in ledger.written if w.previous is None]
+    replaced = [w for w in ledger.written if w.previous is not None]
+    print(f"records: {len(new)} new, {len(replaced)} replaced")
+    for w in new:
+        print(f"  new       {_shown(w.path, root)}")
+    for w in replaced:
+        print(f"  replaced  {_shown(w.path, root)} (was {w.previous}; now {describe(w.path)})")
 
 
 def _launch(args: argparse.Namespace, name: str, config: dict, command: str, nproc: int) -> int:
     """Start the worker processes of ``--nproc`` and wait for them; 0 when all ended well."""
     from mlatlas.commands import launch
 
-    argv = sys.argv[1:]
+    argv = args.argv if getattr(args, "argv", None) is not None else sys.argv[1:]
     if args.split == "tasks":
         status, failure = launch.task_workers(argv, nproc, command, args.dist_timeout)
     else:

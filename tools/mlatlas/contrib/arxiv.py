@@ -13,6 +13,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ import requests
 from defusedxml import DefusedXmlException
 
 from mlatlas import __version__
-from mlatlas.netio import TooLarge, get_body
+from mlatlas.netio import TooLarge, get_body, unreachable
 
 DEFAULT_API_URL = "https://export.arxiv.org/api/query"
 API_URL_ENV = "MLATLAS_ARXIV_API"
@@ -201,6 +202,7 @@ class ArxivClient:
         session: requests.Session | None = None,
         stamp: Path | None = None,
         max_bytes: int = MAX_RESPONSE_BYTES,
+        progress: Callable[[str], None] | None = None,
     ):
         self.api_url = api_url or os.environ.get(API_URL_ENV) or DEFAULT_API_URL
         self.delay = float(delay if delay is not None else os.environ.get(DELAY_ENV, 3.0))
@@ -216,6 +218,8 @@ class ArxivClient:
         self.stamp = stamp
         self._last_request = -float("inf")
         self._lock = threading.Lock()
+        self.progress = progress or (lambda line: None)  # told what the client waits for, as it waits
+        self.host = urlsplit(self.api_url).netloc or self.api_url
 
     def _wait_turn(self) -> None:
         """Sleep until ``delay`` seconds have passed since the previous answer ended (in any run)."""
@@ -226,6 +230,9 @@ class ArxivClient:
             except (OSError, ValueError):
                 pass  # no earlier run, or an unreadable stamp
         if pause > 0:
+            if pause >= 1:
+                self.progress(f"waiting {min(pause, self.delay):.0f} s before asking {self.host} (arXiv asks for "
+                              f"{self.delay:g} s between requests)")
             time.sleep(min(pause, self.delay))
 
     def _stamp_now(self) -> None:
@@ -240,10 +247,13 @@ class ArxivClient:
     def _get(self, params: dict[str, str]) -> bytes:
         """The body of one successful answer, after up to ``retries`` retries of transient failures."""
         problem = "no attempt made"
-        for attempt in range(self.retries + 1):
+        attempts = self.retries + 1
+        for attempt in range(attempts):
             wait = self.backoff * (2**attempt)
             with self._lock:
                 self._wait_turn()
+                self.progress(f"asking {self.host} for {params.get('id_list', 'metadata')} (attempt {attempt + 1} "
+                              f"of {attempts}, waiting up to {self.timeout:g} s)")
                 try:
                     response, body = get_body(self.session, self.api_url, params=params, deadline_s=self.timeout,
                                               timeout=self.timeout, max_bytes=self.max_bytes,
@@ -254,6 +264,9 @@ class ArxivClient:
                     problem = f"no answer within {self.timeout:g} s"
                     response = None
                 except requests.ConnectionError as exc:
+                    reason = unreachable(exc)
+                    if reason:  # offline, a wrong host, a closed port: waiting and asking again cannot help
+                        raise ArxivError(f"cannot reach {self.host}: {reason}") from exc
                     problem = f"could not connect ({type(exc).__name__})"
                     response = None
                 except requests.RequestException as exc:  # e.g. a malformed --api-url: retrying cannot help
@@ -275,6 +288,7 @@ class ArxivClient:
                 else:  # 4xx other than 429 will not get better by asking again
                     raise ArxivError(f"arXiv answered {response.status_code} {response.reason} for {response.url}")
             if attempt < self.retries:
+                self.progress(f"{problem}; asking again in {wait:g} s")
                 time.sleep(wait)
         raise ArxivError(f"arXiv API at {self.api_url} failed after {self.retries + 1} attempts: {problem}")
 

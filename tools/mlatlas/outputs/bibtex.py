@@ -1,7 +1,8 @@
 """BibTeX for catalog papers, with stable citation keys like ``finn2017model``.
 
-A key is the first author's family name, the year and the first significant word of the title, in
-ASCII. Papers whose keys collide get 'b', 'c', ... in catalog order (date, then id), so keys only
+A key is the first author's family name, the entry's year and the first significant word of the title, in
+ASCII. The year is the one a reader cites (:func:`citation_year`): a published paper's venue year (Memory
+Networks, arXiv 2014, appeared at ICLR 2015), a preprint's own year. Papers whose keys collide get 'b', 'c', ... in catalog order (date, then id), so keys only
 change when a colliding paper is added before an existing one.
 """
 
@@ -11,7 +12,7 @@ import re
 import unicodedata
 
 from mlatlas.catalog.entries import Catalog
-from mlatlas.catalog.models import Paper
+from mlatlas.catalog.models import Paper, Venue
 from mlatlas.outputs.readme import primary_url
 
 _STOP_WORDS = {"a", "an", "the", "on", "of", "for", "to", "in", "and", "with", "via", "towards", "toward", "is", "are"}
@@ -35,11 +36,25 @@ def _ascii_word(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", folded.lower())
 
 
-def base_key(paper: Paper) -> str:
+def _venue(paper: Paper, catalog: Catalog | None) -> Venue | None:
+    return next((v for v in catalog.venues.venues if v.id == paper.venue_name), None) if catalog else None
+
+
+def _kind(paper: Paper, venue: Venue | None) -> str:
+    return venue.kind if venue else ("preprint" if paper.venue_name.lower() == "arxiv" else "conference")
+
+
+def citation_year(paper: Paper, catalog: Catalog | None = None) -> int:
+    """The year of the paper's BibTeX entry: the venue's year for a paper published at a venue (the year of
+    the proceedings or journal volume one cites), the year of the first public version for a preprint."""
+    return paper.year if _kind(paper, _venue(paper, catalog)) == "preprint" else paper.venue_year
+
+
+def base_key(paper: Paper, catalog: Catalog | None = None) -> str:
     family = _ascii_word(paper.authors[0].split()[-1]) or "anon"
     words = [_ascii_word(w) for w in re.split(r"[^\w]+", paper.title)]
     first = next((w for w in words if w and w not in _STOP_WORDS), "")
-    return f"{family}{paper.year}{first}"
+    return f"{family}{citation_year(paper, catalog)}{first}"
 
 
 def _suffix(n: int) -> str:
@@ -54,7 +69,7 @@ def bibtex_keys(catalog: Catalog) -> dict[str, str]:
     seen: dict[str, int] = {}
     keys = {}
     for pid, paper in catalog.papers.items():
-        base = base_key(paper)
+        base = base_key(paper, catalog)
         n = seen.get(base, 0)
         seen[base] = n + 1
         keys[pid] = base + _suffix(n)
@@ -73,15 +88,14 @@ def _url(url: str) -> str:
 def paper_bibtex(paper: Paper, catalog: Catalog | None = None, key: str | None = None) -> str:
     """One BibTeX entry. With ``catalog`` the venue's full name and kind (journal, conference ...) are
     used and ``key`` defaults to the catalog's deduplicated key; without, the key is :func:`base_key`."""
-    venue = next((v for v in catalog.venues.venues if v.id == paper.venue_name), None) if catalog else None
-    kind = venue.kind if venue else ("preprint" if paper.venue_name.lower() == "arxiv" else "conference")
-    entry_type = _ENTRY_TYPES.get(kind, "misc")
+    venue = _venue(paper, catalog)
+    entry_type = _ENTRY_TYPES.get(_kind(paper, venue), "misc")
     if key is None:
         key = bibtex_keys(catalog)[paper.id] if catalog and paper.id in catalog.papers else base_key(paper)
     fields: list[tuple[str, str]] = [
         ("title", "{" + latex_text(paper.title) + "}"),  # inner braces keep the title's capitals
         ("author", " and ".join(latex_text(a) for a in paper.authors)),
-        ("year", str(paper.year)),
+        ("year", str(citation_year(paper, catalog))),
     ]
     venue_name = latex_text(venue.name if venue else paper.venue_name)
     if entry_type == "inproceedings":
