@@ -178,7 +178,7 @@ SPLIT_DIR = SHARED / "splits" / "vinyals"
 
 @pytest.mark.skipif(not all((SHARED / n).exists() for n in FULL) or not SPLIT_DIR.is_dir(),
                     reason=f"the full Omniglot archives and the Vinyals split are not in {SHARED}")
-@pytest.mark.parametrize("config", ["smoke", "smoke_relation"])
+@pytest.mark.parametrize("config", ["smoke", "relation_smoke"])
 @pytest.mark.parametrize("device", ["cpu", "cuda", "mps"])
 def test_smoke_run_on_every_available_device(device, config, tmp_path, capsys, monkeypatch):
     if device not in available_devices():
