@@ -9,7 +9,6 @@ Student-t 95% interval over seeds) with the verdict on the claim "L2G improves t
 from __future__ import annotations
 
 import copy
-import multiprocessing
 import time
 from pathlib import Path
 
@@ -59,25 +58,18 @@ def run(config: dict, ctx: registry.RunContext) -> dict[str, float]:
     data = load_standard(data_cfg["split"], getattr(ctx, "data_dir", None) or data_cfg.get("data_dir"),
                          data_cfg.get("base_url"), data_cfg.get("split_url"))
     accs = {(v, key): [] for v in VARIANTS for key in _keys(ev)}  # per seed: per-episode accuracies
-    jobs = [(seed, variant) for seed in seeds for variant in VARIANTS]
-
-    def job(seed_variant: tuple[int, str]) -> tuple[float, list[list[float]]]:
-        """Train one (seed, variant) model and test it: its training seconds and per-setting episode accuracies."""
-        seed, variant = seed_variant
-        torch.set_num_threads(config.get("threads", 1))
-        cfg = variant_config(config, seed, variant)
-        method = L2G.from_config(BASES[base_name](), cfg)
-        model, state = train_one(method, NAME, cfg, ctx, f"{variant}_seed{seed}", device, data.train,
-                                 lambda m: {}, prepare=lambda m: _channels_last(m, device))
-        # The same test episodes for every model (a fixed evaluation seed), so the comparison is paired.
-        return state.seconds, [heldout_accuracy(method, model, data.test, n_way, k_shot, ev["n_query"], ev["episodes"],
-                                                ev["seed"], device) for n_way, k_shot in ev["settings"]]
-
-    results = run_jobs(job, jobs, int(config.get("workers", 1)), device)
-    train_seconds = sum(seconds for seconds, _ in results)
-    for (seed, variant), (_, per_setting) in zip(jobs, results):
-        for key, episode_accs in zip(_keys(ev), per_setting):
-            accs[(variant, key)].append(episode_accs)
+    train_seconds = 0.0
+    for seed in seeds:
+        for variant in VARIANTS:
+            cfg = variant_config(config, seed, variant)
+            method = L2G.from_config(BASES[base_name](), cfg)
+            model, state = train_one(method, NAME, cfg, ctx, f"{variant}_seed{seed}", device, data.train,
+                                     lambda m: {}, prepare=lambda m: _channels_last(m, device))
+            train_seconds += state.seconds
+            for (n_way, k_shot), key in zip(ev["settings"], _keys(ev)):
+                # The same test episodes for every model (a fixed evaluation seed), so the comparison is paired.
+                accs[(variant, key)].append(heldout_accuracy(method, model, data.test, n_way, k_shot, ev["n_query"],
+                                                             ev["episodes"], ev["seed"], device))
     metrics: dict[str, float] = {}
     for key in _keys(ev):
         for variant in VARIANTS:
@@ -87,28 +79,6 @@ def run(config: dict, ctx: registry.RunContext) -> dict[str, float]:
     if ctx.write_record:
         _write_records(config, ctx, data, accs, device, train_seconds, time.perf_counter() - start)
     return metrics
-
-
-def run_jobs(job, jobs: list, workers: int, device) -> list:
-    """``[job(j) for j in jobs]``, in ``workers`` forked processes on the CPU when ``workers > 1`` (the data, loaded
-    once, is shared with them; each job seeds itself, so the results are those of the loop). Checkpoints of
-    different jobs are different files, so jobs never write the same one."""
-    if workers <= 1 or len(jobs) <= 1 or torch.device(device).type != "cpu":
-        return [job(j) for j in jobs]
-    global _JOB  # a forked worker finds the job here; nothing is pickled but its arguments and results
-    _JOB = job
-    try:
-        with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
-            return pool.map(_call_job, jobs, chunksize=1)
-    finally:
-        _JOB = None
-
-
-_JOB = None
-
-
-def _call_job(j):
-    return _JOB(j)
 
 
 def _keys(ev: dict) -> list[str]:
