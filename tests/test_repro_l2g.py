@@ -190,10 +190,14 @@ def test_smoke_run_on_every_available_device(device, config, tmp_path, capsys, m
     for part in std.SPLIT_SHA256:
         shutil.copy(SPLIT_DIR / f"{part}.txt", folder / "splits" / "vinyals" / f"{part}.txt")
     monkeypatch.setenv(og.BASE_URL_ENV, "http://127.0.0.1:9")  # offline: only the folder can supply data
+    results = Path(__file__).resolve().parents[1] / "reproductions" / "l2g" / "results"
+    before = sorted(results.glob("*")) if results.is_dir() else []
     code = main(["repro", "run", "l2g", "--config", config, "--data-dir", str(folder), "--device", device,
                  "--work-dir", str(tmp_path / "runs"), "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0, out
+    # A smoke run is not a result: it writes no record into the checkout.
+    assert (sorted(results.glob("*")) if results.is_dir() else []) == before
     for key in ("plain_5way1shot_acc_pct", "l2g_5way1shot_acc_pct", "gain_5way1shot_pct"):
         assert f"{key}:" in out
     for variant in ("plain", "l2g"):
