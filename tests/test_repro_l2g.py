@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mlatlas.cli import main
@@ -85,12 +86,42 @@ def test_meta_gradient_matches_finite_differences_float64():
     assert (first - analytic).abs().max() > 1e-4
 
 
-@pytest.mark.xfail(strict=True, reason="OPEN: on the batch-norm embeddings the analytic directional derivative "
-                   "disagrees with finite differences (e.g. -72.1 vs 255.7 on conv4); the MLP check passes; not yet "
-                   "diagnosed (test, batch norm in double backward, or the method)")
+def kink_pattern(method, model, episode, flat: torch.Tensor) -> list[torch.Tensor]:
+    """Which side of every kink each forward pass of the L2G loss at ``flat`` is on: the sign of every ReLU input and
+    the arg-max of every max-pooling window, in call order (the inner step's passes included)."""
+    seen: list[torch.Tensor] = []
+
+    def relu(module, inputs, output):
+        seen.append(inputs[0].detach() > 0)
+
+    def pool(module, inputs, output):
+        seen.append(F.max_pool2d(inputs[0].detach(), module.kernel_size, return_indices=True)[1])
+
+    hooks = [m.register_forward_hook(relu if isinstance(m, nn.ReLU) else pool)
+             for m in model.modules() if isinstance(m, nn.ReLU | nn.MaxPool2d)]
+    try:
+        loss_at(method, model, episode, flat)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def same_pattern(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+
+
 @pytest.mark.parametrize("base", ["proto_conv4", "relation"])
 def test_meta_gradient_directional_finite_differences_with_batch_norm(base):
-    """The real embeddings (batch norm in training mode, max-pooling) along random directions."""
+    """The real embeddings (batch norm in training mode, ReLU, max-pooling) along random directions.
+
+    The L2G loss is smooth only between kinks: a ReLU input or a max-pooling winner that changes between the
+    evaluations makes the inner step's gradient jump, and with it the stepped parameters and the unseen episode's
+    loss. With ``eps = 1e-5`` along an unnormalised direction some of the ~70,000 units of these passes cross a kink
+    (up to a few hundred at 1e-4), which is what made this check fail before; wherever no unit crosses, the
+    analytic derivative and the float64 central difference agree to ~1e-8. So the difference is taken at the largest
+    ``eps`` for which every pass at ``theta +- eps v`` is on the same side of every kink as at ``theta``.
+    """
     torch.manual_seed(1)
     if base == "proto_conv4":
         method, model = PrototypicalNetworks(), conv4(3).double()
@@ -100,12 +131,16 @@ def test_meta_gradient_directional_finite_differences_with_batch_norm(base):
     ep = draw(4, 1, 2, 28, seed=2)
     analytic = flat_grad(l2g, model, ep)
     theta = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    at_theta = kink_pattern(l2g, model, ep, theta)
     g = torch.Generator().manual_seed(3)
     for _ in range(2):
         v = torch.randn(theta.shape, generator=g, dtype=torch.float64)
-        eps = 1e-5
+        eps = next((e for e in (1e-5, 1e-6, 1e-7, 1e-8, 1e-9)
+                    if same_pattern(kink_pattern(l2g, model, ep, theta + e * v), at_theta)
+                    and same_pattern(kink_pattern(l2g, model, ep, theta - e * v), at_theta)), None)
+        assert eps is not None, "every eps down to 1e-9 crosses a ReLU or max-pooling kink"
         numeric = (loss_at(l2g, model, ep, theta + eps * v) - loss_at(l2g, model, ep, theta - eps * v)) / (2 * eps)
-        assert abs(float(analytic @ v) - numeric) <= 1e-6 * max(1.0, abs(numeric)), (float(analytic @ v), numeric)
+        assert abs(float(analytic @ v) - numeric) <= 1e-6 * max(1.0, abs(numeric)), (eps, float(analytic @ v), numeric)
 
 
 def test_weight_zero_is_the_plain_learner_on_the_first_episode():
@@ -143,7 +178,7 @@ SPLIT_DIR = SHARED / "splits" / "vinyals"
 
 @pytest.mark.skipif(not all((SHARED / n).exists() for n in FULL) or not SPLIT_DIR.is_dir(),
                     reason=f"the full Omniglot archives and the Vinyals split are not in {SHARED}")
-@pytest.mark.parametrize("config", ["smoke", "smoke_relation"])
+@pytest.mark.parametrize("config", ["smoke", "relation_smoke"])
 @pytest.mark.parametrize("device", ["cpu", "cuda", "mps"])
 def test_smoke_run_on_every_available_device(device, config, tmp_path, capsys, monkeypatch):
     if device not in available_devices():
@@ -155,10 +190,14 @@ def test_smoke_run_on_every_available_device(device, config, tmp_path, capsys, m
     for part in std.SPLIT_SHA256:
         shutil.copy(SPLIT_DIR / f"{part}.txt", folder / "splits" / "vinyals" / f"{part}.txt")
     monkeypatch.setenv(og.BASE_URL_ENV, "http://127.0.0.1:9")  # offline: only the folder can supply data
+    results = Path(__file__).resolve().parents[1] / "reproductions" / "l2g" / "results"
+    before = sorted(results.glob("*")) if results.is_dir() else []
     code = main(["repro", "run", "l2g", "--config", config, "--data-dir", str(folder), "--device", device,
                  "--work-dir", str(tmp_path / "runs"), "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0, out
+    # A smoke run is not a result: it writes no record into the checkout.
+    assert (sorted(results.glob("*")) if results.is_dir() else []) == before
     for key in ("plain_5way1shot_acc_pct", "l2g_5way1shot_acc_pct", "gain_5way1shot_pct"):
         assert f"{key}:" in out
     for variant in ("plain", "l2g"):
