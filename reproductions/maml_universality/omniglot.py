@@ -51,6 +51,8 @@ def affine(images: Tensor, matrix: Tensor) -> Tensor:
     """Move the content of ``images`` [n, 1, S, S] by the 2x2 ``matrix`` about the image centre: a point at
     ``p`` (normalised coordinates in [-1, 1], x to the right, y down) goes to ``matrix @ p``. Bilinear sampling,
     background (0) outside the image."""
+    if images.shape[0] == 0:
+        return images
     inverse = torch.linalg.inv(matrix.double()).to(images.dtype)
     theta = torch.cat([inverse, torch.zeros(2, 1, dtype=images.dtype)], 1).to(images.device)
     grid = F.affine_grid(theta.expand(images.shape[0], 2, 3), list(images.shape), align_corners=False)
@@ -89,7 +91,8 @@ def shifted(kind: str, value: float):
 class SnailClassifier(nn.Module):
     """Convolutional embedding + SNAIL over ``[embedding, one-hot label, is_query]``: the N*K support images with
     their labels, then one query image (label slot zero, flag one); the logits at the query position classify it.
-    Every query gets its own sequence, so a prediction never depends on another query."""
+    Every query gets its own sequence, so no query reads another; as in MAML (Finn et al.'s convention), batch norm
+    normalises the support images and the query images each with their own batch statistics."""
 
     def __init__(self, n_way: int, k_shot: int, channels: int, filters: int, key: int, value: int):
         super().__init__()
@@ -271,7 +274,10 @@ def describe_shift(kind: str, value: float) -> str:
     return f"scale by {value:g} about the image centre of every support and query image"
 
 
-def write_all(config: dict, ctx: registry.RunContext, data, results: dict, results_dir: Path = RESULTS_DIR) -> list[Path]:
+def write_all(config: dict, ctx: registry.RunContext, data, results: dict, results_dir: Path | None = None) -> list[Path]:
+    """One record per learner and grid point (the unshifted one carries the learning curve), the summary table and
+    the figure."""
+    results_dir = results_dir or RESULTS_DIR
     tr, ev, rec = config["train"], config["eval"], config["record"]
     n_way, k_shot = ev["setting"]
     prefix = ctx.config_name
