@@ -200,3 +200,15 @@ def test_records_summary_and_figure_of_a_miniature_run(tmp_path, monkeypatch):
     assert "## Accuracy against shear" in table and "## Accuracy against scale" in table
     assert "| 0.5 |" in table and "| 1.5 |" in table and "(paired)" in table
     assert (out / "omniglot_smoke_summary.png").read_bytes()[:4] == b"\x89PNG"
+    # A second run finds both jobs cached and writes the same records without reading the images.
+    first = (out / "omniglot_smoke_maml_unshifted.yaml").read_text()
+    monkeypatch.setattr(std, "load_standard", lambda *a, **k: pytest.fail("images read although both jobs are cached"))
+    shift.run(config, ctx)
+    again = (out / "omniglot_smoke_maml_unshifted.yaml").read_text()
+    assert again.split("environment:")[0] == first.split("environment:")[0]
+
+
+def test_the_records_describe_the_split_without_reading_images():
+    assert shift.described("vinyals_trainval").characters == {"train": 1200, "test": 423}
+    assert shift.described("vinyals").characters == {"train": 1028, "val": 172, "test": 423}
+    assert "1,200 train / 423 test characters" in shift.described("vinyals_trainval").describe()

@@ -194,13 +194,28 @@ def evaluate(method, model: nn.Module, pool, config: dict, device, progress: boo
     return out
 
 
+def described(split: str) -> omniglot_standard.StandardData:
+    """The split's description and character counts for the records, without reading the images."""
+    parts = omniglot_standard.SPLITS[split]
+    counts = {role: omniglot_standard.SPLIT_CHARACTERS[part] for part, role in zip(parts, ("train", "val", "test"))
+              if part is not None}
+    return omniglot_standard.StandardData(split, None, None, None, characters=counts)
+
+
 def run(config: dict, ctx: registry.RunContext) -> dict[str, float]:
     check(config)
     torch.set_num_threads(int(config.get("threads", 1)))
     device = pick_device(ctx.device)
     data_cfg = config["data"]
-    data = omniglot_standard.load_standard(data_cfg["split"], getattr(ctx, "data_dir", None) or data_cfg.get("data_dir"),
-                                           data_cfg.get("base_url"), data_cfg.get("split_url"))
+    loaded: list = []
+
+    def data_of() -> omniglot_standard.StandardData:  # the images are read only when some job needs them
+        if not loaded:
+            loaded.append(omniglot_standard.load_standard(
+                data_cfg["split"], getattr(ctx, "data_dir", None) or data_cfg.get("data_dir"), data_cfg.get("base_url"),
+                data_cfg.get("split_url")))
+        return loaded[0]
+
     folder = Path(ctx.work_dir) / NAME / ctx.config_name
     curve_episodes = int(config["train"].get("curve_episodes", 0))
     results: dict[str, dict] = {}
@@ -215,6 +230,7 @@ def run(config: dict, ctx: registry.RunContext) -> dict[str, float]:
         if cache.exists() and not ctx.fresh and not ctx.eval_only:
             results[name] = json.loads(cache.read_text(encoding="utf-8"))
             continue
+        data = data_of()
 
         def curve_point(model: nn.Module, method=method) -> dict[str, float]:
             # Learning curve only (never used to pick a model): unshifted test episodes from their own seed.
@@ -239,7 +255,7 @@ def run(config: dict, ctx: registry.RunContext) -> dict[str, float]:
         cache.parent.mkdir(parents=True, exist_ok=True)
         recording._atomic_write(cache, json.dumps(results[name]).encode())
     if ctx.write_record and set(results) == set(config["methods"]):
-        write_all(config, ctx, data, results)
+        write_all(config, ctx, loaded[0] if loaded else described(data_cfg["split"]), results)
     metrics = {}
     for name in results:
         for kind, value in points(config):
