@@ -1,6 +1,6 @@
 """Meta-Learning and Universality (Finn & Levine, ICLR 2018): MAML against a recurrent (SNAIL/TCML-style)
 meta-learner on sinusoids outside the meta-training distribution, more inner steps at test time, depth at a fixed
-parameter count, and the bias transformation (see README.md)."""
+parameter count, the bias transformation, and Omniglot test characters under shear and scale (see README.md)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ from reproductions.core import registry
 
 
 def run(config: dict, ctx: registry.RunContext) -> dict[str, float]:
+    if config.get("experiment") == "omniglot":
+        from reproductions.maml_universality import omniglot
+
+        return omniglot.run(config, ctx)
     from reproductions.maml_universality import experiment, report
 
     results, device = experiment.run_all(config, ctx)
@@ -31,6 +35,6 @@ REPRODUCTION = registry.Reproduction(
     name="maml_universality",
     paper="maml-universality",
     summary="Meta-learning and universality: MAML vs a SNAIL-style learner on out-of-distribution sinusoids, depth, "
-            "inner steps, bias transformation",
+            "inner steps, bias transformation; Omniglot under shear and scale",
     run=run,
 )

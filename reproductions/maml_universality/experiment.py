@@ -41,7 +41,7 @@ def steps_of(method: dict, config: dict) -> list[int]:
 def check(config: dict) -> None:
     """Clear one-line errors for the mistakes a config can hold."""
     if config.get("experiment") not in ("ood", "depth"):
-        raise registry.RegistryError(f"experiment: {config.get('experiment')!r} is not 'ood' or 'depth'")
+        raise registry.RegistryError(f"experiment: {config.get('experiment')!r} is not 'ood', 'depth' or 'omniglot'")
     for name, method in config["methods"].items():
         if method.get("kind") not in learners.KINDS:
             raise registry.RegistryError(f"methods.{name}.kind: {method.get('kind')!r} is not one of "

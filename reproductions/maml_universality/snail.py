@@ -71,9 +71,10 @@ class AttentionBlock(nn.Module):
 
 class SNAIL(nn.Module):
     """TC -> attention -> TC -> attention -> linear read-out, for sequences of ``seq_len`` = K + 1 steps of
-    ``[x, y, is_query]``."""
+    ``[x, y, is_query]`` (or any ``in_features`` per step; ``out_features`` outputs per step, e.g. class logits)."""
 
-    def __init__(self, seq_len: int, filters: int = 32, key: int = 16, value: int = 16, in_features: int = 3):
+    def __init__(self, seq_len: int, filters: int = 32, key: int = 16, value: int = 16, in_features: int = 3,
+                 out_features: int = 1):
         super().__init__()
         self.seq_len = seq_len
         tc1 = TCBlock(in_features, seq_len, filters)
@@ -81,10 +82,11 @@ class SNAIL(nn.Module):
         tc2 = TCBlock(att1.out_channels, seq_len, filters)
         att2 = AttentionBlock(tc2.out_channels, key * 2, value * 2)
         self.body = nn.Sequential(tc1, att1, tc2, att2)
-        self.head = nn.Linear(att2.out_channels, 1)
+        self.head = nn.Linear(att2.out_channels, out_features)
 
     def forward(self, seq: Tensor) -> Tensor:
-        """``seq``: [batch, time, features] -> predictions at every position, [batch, time]."""
+        """``seq``: [batch, time, features] -> predictions at every position, [batch, time] (one output) or
+        [batch, time, out_features]."""
         h = self.body(seq.transpose(1, 2)).transpose(1, 2)
         return self.head(h).squeeze(-1)
 
