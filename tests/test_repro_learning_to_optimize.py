@@ -248,9 +248,11 @@ def test_kl_constrained_update_respects_its_bound_and_improves_the_cost():
 
 
 def neural_net_training_run():
-    """The recorded neural_net config and its training functions for seed 0 (as ``experiment.run_job`` draws them)."""
+    """The neural_net config of the run that failed (the recorded one at that time: H = 3) and its training
+    functions for seed 0 (as ``experiment.run_job`` draws them)."""
     _, config = registry.load_config(registry.get("learning_to_optimize"), "neural_net")
     cfg = experiment.family_config(config, "neural_net")
+    cfg["history"] = 3
     train = problems.sample("neural_net", cfg["problems"]["train"], np.random.default_rng([0, 1]))
     return cfg, train
 
