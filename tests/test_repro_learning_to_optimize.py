@@ -9,6 +9,7 @@ import torch
 from scipy import optimize
 
 from reproductions.core import registry
+from reproductions.core.runtime import NonFiniteError
 from reproductions.learning_to_optimize import baselines, experiment, gps, problems
 from reproductions.learning_to_optimize.policy import PolicyNet, Tracker, rollout_linear_gaussian, run_policy
 
@@ -244,6 +245,61 @@ def test_kl_constrained_update_respects_its_bound_and_improves_the_cost():
         assert float(kl) > 0.9 * epsilon  # the bound is active: the unconstrained optimum is far from N(0, 1)
         mu, _ = gps.forward(dyn, ctrl, s0)
         assert float((mu[0, :, 0] ** 2).sum()) < 9.0 * (T + 1)  # expected cost below that of standing still
+
+
+def neural_net_training_run():
+    """The neural_net config of the run that failed (the recorded one at that time: H = 3) and its training
+    functions for seed 0 (as ``experiment.run_job`` draws them)."""
+    _, config = registry.load_config(registry.get("learning_to_optimize"), "neural_net")
+    cfg = experiment.family_config(config, "neural_net")
+    cfg["history"] = 3
+    train = problems.sample("neural_net", cfg["problems"]["train"], np.random.default_rng([0, 1]))
+    return cfg, train
+
+
+@pytest.mark.slow
+def test_diverged_samples_are_flagged_and_kept_out_of_the_dynamics_fit():
+    # the first GPS samples of the recorded neural_net run: per-function momentum tuned without noise sits at the
+    # edge of stability on a few functions, and the exploration noise pushes some runs over it (objective ~1e8)
+    cfg, train = neural_net_training_run()
+    g, H, T, n = cfg["gps"], cfg["history"], cfg["gps"]["horizon"], train.dim
+    steps, decays = baselines.tune_momentum_per_problem(train, T, g["momentum_steps"], g["momentum_decays"])
+    ctrl = experiment.momentum_controller(steps, decays, n, H, T, g["init_std"])
+    gen = torch.Generator().manual_seed(0)
+    states, actions, values = rollout_linear_gaussian(train, ctrl.K, ctrl.k, ctrl.G, g["samples"], H, gen)
+    bad = gps.diverged_samples(states, values, g["divergence"])
+    by_hand = ~(torch.isfinite(values).all(-1) & torch.isfinite(states).all(-1).all(-1)
+                & (values.amax(-1) <= g["divergence"] * values[..., 0].clamp_min(1.0)))
+    assert torch.equal(bad, by_hand)
+    assert 0 < int(bad.sum()) < 10 and float(values[bad].max()) > 1e6  # a few runs, and far off
+    xuy = torch.cat([states[:, :, :-1], actions, states[:, :, 1:]], -1)
+    with_bad = xuy.reshape(-1, xuy.shape[-1])
+    kept = xuy[~bad].reshape(-1, xuy.shape[-1])
+    pick = torch.randperm(kept.shape[0], generator=gen)[:g["gmm_points"]]
+    gmm = gps.fit_gmm(kept[pick], g["gmm_components"], g["gmm_iterations"], gen)
+    dyn = gps.fit_dynamics(torch.where(bad[..., None, None], 0.0, states), torch.where(bad[..., None, None], 0.0, actions),
+                           gmm, g["prior_strength"], keep=~bad)
+    assert all(torch.isfinite(t).all() for t in (dyn.Fm, dyn.fv, dyn.W))
+    # the kept samples alone set the fit: the condition with a diverged run fits as if it had never been sampled
+    p = int(bad.any(1).nonzero()[0, 0])
+    own = gps.fit_dynamics(states[p:p + 1, ~bad[p]], actions[p:p + 1, ~bad[p]], gmm, g["prior_strength"])
+    assert torch.allclose(dyn.Fm[p], own.Fm[0]) and torch.allclose(dyn.W[p], own.W[0])
+    # a diverged row in the mixture's data is an error that says what to do, not a NaN covariance
+    with pytest.raises(NonFiniteError, match="diverged trajectories must be dropped"):
+        gps.fit_gmm(torch.cat([kept[:500], torch.full_like(kept[:1], float("inf"))]), 2, 2, gen)
+    assert float(with_bad.abs().max()) > 1e3 * float(kept.abs().max())  # what the old fit was given
+
+
+@pytest.mark.slow
+def test_neural_net_gps_survives_the_samples_that_broke_its_recorded_run():
+    # the recorded neural_net run failed here in its second GPS iteration (the dynamics prior's covariance was NaN)
+    cfg, train = neural_net_training_run()
+    cfg["gps"]["iterations"] = 2
+    policy, rows = experiment.learn_optimizer(cfg, train, 0)
+    assert rows[0]["diverged_samples"] > 0  # the cause is there, and reported
+    assert all(np.isfinite(r["kl"]) and np.isfinite(r["policy_loss"]) for r in rows)
+    assert rows[-1]["policy_train_mean_objective"] < float(train.value(train.x0[:, None]).mean())
+    assert all(torch.isfinite(p).all() for p in policy.parameters())
 
 
 def test_learned_optimiser_is_deterministic_under_a_seed():

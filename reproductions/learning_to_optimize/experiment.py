@@ -80,24 +80,38 @@ def learn_optimizer(cfg: dict, train: problems.ProblemSet, seed: int, progress: 
     rows = []
     for it in tqdm(range(1, g["iterations"] + 1), desc=f"GPS {train.family}", disable=not progress, leave=False):
         states, actions, values = rollout_linear_gaussian(train, ctrl.K, ctrl.k, ctrl.G, g["samples"], H, gen, cur)
+        keep = ~gps.diverged_samples(states, values, g["divergence"])  # [P, S]; diverged runs enter no fit
+        states = torch.where(keep[:, :, None, None], states, torch.zeros_like(states))
+        actions = torch.where(keep[:, :, None, None], actions, torch.zeros_like(actions))
         if it == 1:
-            policy.set_normalisation(states[..., n:])
-        xuy = torch.cat([states[:, :, :-1], actions, states[:, :, 1:]], -1).reshape(-1, 2 * states.shape[-1] + n)
+            policy.set_normalisation(states[keep][..., n:])
+        xuy = torch.cat([states[:, :, :-1], actions, states[:, :, 1:]], -1)[keep].reshape(-1, 2 * states.shape[-1] + n)
         pick = torch.randperm(xuy.shape[0], generator=gen)[:g["gmm_points"]].to(xuy.device)
         gmm = gps.fit_gmm(xuy[pick], g["gmm_components"], g["gmm_iterations"], gen)
-        dyn = gps.fit_dynamics(states, actions, gmm, g["prior_strength"])
-        C, c = gps.quadratic_cost(train, states[..., :n].mean(1), states.shape[-1])
+        dyn = gps.fit_dynamics(states, actions, gmm, g["prior_strength"], keep=keep)
+        count = keep.sum(1).clamp_min(1).to(states.dtype)[:, None, None]
+        mean_states = states.sum(1) / count  # [P, T+1, ds] over the kept samples
+        C, c = gps.quadratic_cost(train, mean_states[..., :n], states.shape[-1])
         lin = None
         if it > 1 and g["policy_weight"] > 0:
-            lin = gps.linearise_policy(policy, states[:, :, :T].mean(1), n, gps.policy_covariance(ctrl))
-        ctrl, eta, kl = gps.c_step(dyn, C, c, ctrl, s0, g["kl_step"] * T, lin, g["policy_weight"],
-                                   g["bisection_steps"])
-        loss = gps.train_policy(policy, states, ctrl, n, pc["epochs"], pc["batch_size"], pc["lr"], gen, opt)
+            lin = gps.linearise_policy(policy, mean_states[:, :T], n, gps.policy_covariance(ctrl))
+        new, eta, kl = gps.c_step(dyn, C, c, ctrl, s0, g["kl_step"] * T, lin, g["policy_weight"],
+                                  g["bisection_steps"])
+        lost = ~keep.any(1)  # a condition with no usable sample keeps its controller
+        ctrl = gps.Controller(torch.where(lost[:, None, None, None], ctrl.K, new.K),
+                              torch.where(lost[:, None, None], ctrl.k, new.k),
+                              torch.where(lost[:, None, None, None], ctrl.G, new.G))
+        kl = torch.where(lost, torch.zeros_like(kl), kl)
+        missed = kl > g["kl_step"] * T * (1 + 1e-6)  # bound not met even at the top of the eta range
+        loss = gps.train_policy(policy, states, ctrl, n, pc["epochs"], pc["batch_size"], pc["lr"], gen, opt, keep)
         with torch.no_grad():
             policy_curve = run_policy(policy, train, T, H, cur)
         rows.append({
             "iteration": it,
-            "sample_mean_objective": float(values.mean()),
+            "sample_mean_objective": float(values[keep].mean()),
+            "diverged_samples": int((~keep).sum()),
+            "conditions_without_samples": int(lost.sum()),
+            "kl_bound_missed": int(missed.sum()),
             "policy_train_mean_objective": float(torch.nan_to_num(policy_curve, posinf=1e6).mean()),
             "kl": float(kl.mean()),
             "log10_eta": float(torch.log10(eta).mean()),

@@ -58,32 +58,57 @@ def _sym(a: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------------- dynamics
+def diverged_samples(states: torch.Tensor, values: torch.Tensor, factor: float) -> torch.Tensor:
+    """[P, S] True for a sampled trajectory (states [P, S, T+1, ds], objective values [P, S, T+1]) that diverged:
+    a non-finite state or objective, or an objective above ``factor`` times max(1, its starting objective).
+
+    Such a trajectory says nothing a linear-Gaussian model can fit: one run whose objective reached 1e8 (an
+    initial momentum controller at the edge of stability, pushed over it by the exploration noise) sets the scale
+    of every covariance it enters, and a non-finite one makes them NaN. GPS drops these samples from every fit
+    (mixture, dynamics, cost expansion, policy regression) and counts them in its per-iteration rows."""
+    finite = torch.isfinite(states).all(-1).all(-1) & torch.isfinite(values).all(-1)
+    start = values[..., :1].abs().clamp_min(1.0)
+    bounded = (torch.nan_to_num(values, nan=float("inf")) <= factor * start).all(-1)
+    return ~(finite & bounded)
+
+
 def fit_gmm(data: torch.Tensor, k: int, iterations: int, generator: torch.Generator, reg: float = 1e-6):
-    """EM for a full-covariance Gaussian mixture on ``data`` [N, D]. Returns (log weights [k], means [k, D],
-    covariances [k, D, D])."""
+    """EM for a full-covariance Gaussian mixture on ``data`` [N, D]. Returns (log weights [k'], means [k', D],
+    covariances [k', D, D]).
+
+    Every covariance gets ``reg`` times each dimension's variance over the data added to its diagonal (a floor
+    relative to the data's own scale in that dimension: the state mixes locations, objective changes and gradients
+    of very different sizes), and a component left with less than one point's responsibility is dropped, so no
+    component degenerates onto a point. Non-finite rows are an error: drop diverged samples first."""
+    bad = ~torch.isfinite(data).all(1)
+    if bool(bad.any()):
+        raise NonFiniteError(f"the dynamics prior was given {int(bad.sum())} non-finite (s, a, s') rows of "
+                             f"{data.shape[0]}; diverged trajectories must be dropped before the fit")
     N, D = data.shape
     k = min(k, N)
     means = data[torch.randperm(N, generator=generator)[:k].to(data.device)].clone()
-    scale = data.var(0).mean().clamp_min(1e-8)
-    covs = (data.T.cov() + reg * scale * torch.eye(D, dtype=data.dtype, device=data.device)).expand(k, D, D).clone()
+    var = data.var(0)
+    floor = torch.diag_embed(reg * var.clamp_min(1e-12 * float(var.mean()) + 1e-300))
+    covs = (data.T.cov() + floor).expand(k, D, D).clone()
     logw = torch.full((k,), -math.log(k), dtype=data.dtype, device=data.device)
     for _ in range(iterations):
         resp = torch.softmax(gmm_log_likelihood(data, logw, means, covs), -1)  # [N, k]
-        nk = resp.sum(0) + 1e-10
-        logw = torch.log(nk / N)
+        nk = resp.sum(0)
+        live = nk >= 1.0
+        resp, nk = resp[:, live], nk[live]
+        logw = torch.log(nk / nk.sum())
         means = (resp.T @ data) / nk[:, None]
         diff = data[None] - means[:, None]  # [k, N, D]
         covs = torch.einsum("kn,kni,knj->kij", resp.T, diff, diff) / nk[:, None, None]
-        covs = _sym(covs) + reg * scale * torch.eye(D, dtype=data.dtype, device=data.device)
+        covs = _sym(covs) + floor
     return logw, means, covs
 
 
 def gmm_log_likelihood(x: torch.Tensor, logw, means, covs) -> torch.Tensor:
     """log w_k + log N(x | mu_k, Sigma_k) for x [N, D] -> [N, k]."""
     L, info = torch.linalg.cholesky_ex(covs)
-    if bool((info != 0).any()):  # NaN/inf samples (a diverged trajectory) leave no valid covariance
-        raise NonFiniteError("the dynamics prior met a covariance that is not positive definite (non-finite or "
-                             "degenerate trajectory samples); lower the controllers' initial step or noise")
+    if bool((info != 0).any()):
+        raise NonFiniteError("the dynamics prior met a covariance that is not positive definite")
     diff = (x[None] - means[:, None]).transpose(1, 2)  # [k, D, N]
     z = torch.linalg.solve_triangular(L, diff, upper=False)
     maha = (z * z).sum(1).T  # [N, k]
@@ -92,16 +117,23 @@ def gmm_log_likelihood(x: torch.Tensor, logw, means, covs) -> torch.Tensor:
 
 
 def fit_dynamics(states: torch.Tensor, actions: torch.Tensor, gmm, prior_strength: float = 1.0,
-                 reg: float = 1e-6) -> Dynamics:
+                 reg: float = 1e-6, keep: torch.Tensor | None = None) -> Dynamics:
     """Linear-Gaussian dynamics per condition and step from states [P, S, T+1, ds] and actions [P, S, T, m],
-    with a normal-inverse-Wishart prior from the GMM ``gmm`` (log weights, means, covariances over (s, a, s'))."""
+    with a normal-inverse-Wishart prior from the GMM ``gmm`` (log weights, means, covariances over (s, a, s')).
+    ``keep`` [P, S] (default all) selects the samples used: each condition's fit uses its own N of them. A
+    condition with none gets finite but meaningless dynamics (the caller keeps its previous controller)."""
     P, S, T1, ds = states.shape
     T, m = T1 - 1, actions.shape[-1]
+    if keep is None:
+        keep = torch.ones(P, S, dtype=torch.bool, device=states.device)
     xuy = torch.cat([states[:, :, :-1], actions, states[:, :, 1:]], -1)  # [P, S, T, D]
+    w = keep.to(xuy.dtype)[:, :, None, None]
+    xuy = torch.where(keep[:, :, None, None], xuy, torch.zeros_like(xuy))  # dropped samples may hold inf/NaN
     D = xuy.shape[-1]
-    mu = xuy.mean(1)  # [P, T, D]
-    diff = xuy - mu[:, None]
-    emp = torch.einsum("pstd,pste->ptde", diff, diff) / S
+    S = keep.sum(1).to(xuy.dtype)[:, None, None, None]  # [P, 1, 1, 1]: samples per condition
+    mu = (w * xuy).sum(1) / S[:, 0].clamp_min(1)  # [P, T, D]
+    diff = w * (xuy - mu[:, None])
+    emp = torch.einsum("pstd,pste->ptde", diff, diff) / S.clamp_min(1)
     logw, means, covs = gmm
     resp = torch.softmax(gmm_log_likelihood(mu.reshape(-1, D), logw, means, covs), -1).reshape(P, T, -1)
     mu0 = torch.einsum("ptk,kd->ptd", resp, means)
@@ -109,7 +141,7 @@ def fit_dynamics(states: torch.Tensor, actions: torch.Tensor, gmm, prior_strengt
     phi = torch.einsum("ptk,kde->ptde", resp, covs) + torch.einsum("ptk,ptkd,ptke->ptde", resp, dm, dm)
     n0 = prior_strength
     dmu = (mu - mu0)[..., None]
-    sigma = (n0 * phi + S * emp + (S * n0 / (S + n0)) * dmu @ dmu.transpose(-1, -2)) / (S + n0)
+    sigma = (n0 * phi + S * emp + (S * n0 / (S + n0)) * dmu @ dmu.transpose(-1, -2)) / (S + n0)  # S [P, 1, 1, 1]
     sigma = _sym(sigma)
     i_xu, i_y = slice(0, ds + m), slice(ds + m, D)
     s_xx = sigma[..., i_xu, i_xu] + reg * torch.eye(ds + m, dtype=sigma.dtype, device=sigma.device)
@@ -270,17 +302,20 @@ def policy_covariance(ctrl: Controller) -> torch.Tensor:
 
 
 def train_policy(policy: PolicyNet, states: torch.Tensor, ctrl: Controller, n: int, epochs: int, batch_size: int,
-                 lr: float, generator: torch.Generator, optimizer: torch.optim.Optimizer | None = None) -> float:
+                 lr: float, generator: torch.Generator, optimizer: torch.optim.Optimizer | None = None,
+                 keep: torch.Tensor | None = None) -> float:
     """S-step: precision-weighted regression of the network's step on the controllers' mean actions at the sampled
-    states [P, S, T+1, ds] (the last state of each trajectory has no action and is not used). Returns the final
-    epoch's mean loss."""
+    states [P, S, T+1, ds] (the last state of each trajectory has no action and is not used), over the samples
+    ``keep`` [P, S] selects (default all). Returns the final epoch's mean loss."""
     P, S, T1, ds = states.shape
     T = T1 - 1
+    if keep is None:
+        keep = torch.ones(P, S, dtype=torch.bool, device=states.device)
     s = states[:, :, :T]
     target = torch.einsum("ptij,pstj->psti", ctrl.K, s) + ctrl.k[:, None]
     prec = torch.linalg.inv(ctrl.G)[:, None].expand(P, S, T, n, n)
     prec = prec / torch.diagonal(prec, dim1=-2, dim2=-1).sum(-1).mean()  # overall scale only; Adam is scale-free
-    feats, target, prec = s[..., n:].reshape(-1, ds - n), target.reshape(-1, n), prec.reshape(-1, n, n)
+    feats, target, prec = s[keep][..., n:].reshape(-1, ds - n), target[keep].reshape(-1, n), prec[keep].reshape(-1, n, n)
     optimizer = optimizer or torch.optim.Adam(policy.parameters(), lr=lr)
     N = feats.shape[0]
     loss_value = float("nan")
