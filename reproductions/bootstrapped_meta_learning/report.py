@@ -144,7 +144,7 @@ def write_all(config: dict, ctx: registry.RunContext, specs: list[Spec], results
         diff, ci = recording.mean_ci95(mean_reward(by_name[bmg_name]) - mean_reward(by_name[mg_name]))
         verdict = claim_verdict(diff, ci)
         claims.append({"bmg": bmg_name, "mg": mg_name, "diff": diff, "ci": ci, "verdict": verdict})
-        pair = [s for s in specs if s.name in (bmg_name, mg_name)]
+        pair = [next(s for s in specs if s.name == name) for name in (bmg_name, mg_name)]  # BMG first, as the value
         stem = f"{prefix}claim_{bmg_name}_vs_{mg_name}"
         written.append(recording.write_record(
             results_dir, stem, setting=f"{pair[0].describe()} minus {pair[1].describe()}",
