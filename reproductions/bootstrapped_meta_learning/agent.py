@@ -18,11 +18,18 @@ Params = dict[str, torch.Tensor]
 @dataclass
 class Rollout:
     """``T`` steps of ``S`` agents: ``obs`` ``[S, T + 1, D]`` (the last one only bootstraps the return),
-    ``actions`` ``[S, T]`` (long), ``rewards`` ``[S, T]``."""
+    ``actions`` ``[S, T]`` (long), ``rewards`` ``[S, T]``; ``ends`` ``[S, T]`` (1.0 where the return ends after
+    that step, i.e. an object was collected; ``None``: the return never ends)."""
 
     obs: torch.Tensor
     actions: torch.Tensor
     rewards: torch.Tensor
+    ends: torch.Tensor | None = None
+
+    def seed(self, i: int) -> Rollout:
+        """The rollout of agent ``i`` alone (a batch of one)."""
+        return Rollout(self.obs[i:i + 1], self.actions[i:i + 1], self.rewards[i:i + 1],
+                       None if self.ends is None else self.ends[i:i + 1])
 
 
 def _linear_init(n: int, fan_in: int, fan_out: int, gen: torch.Generator, dtype, scale: float = 1.0):
@@ -62,12 +69,15 @@ def policy_terms(p: Params, roll: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
     return taken, entropy
 
 
-def returns(rewards: torch.Tensor, bootstrap: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Discounted returns inside the rollout, bootstrapped with ``bootstrap`` ``[S]`` after its last step."""
+def returns(rewards: torch.Tensor, bootstrap: torch.Tensor, gamma: float,
+            ends: torch.Tensor | None = None) -> torch.Tensor:
+    """Discounted returns inside the rollout, bootstrapped with ``bootstrap`` ``[S]`` after its last step;
+    ``G_t = r_t + gamma * (1 - end_t) * G_{t+1}``: where ``ends`` marks a step, nothing after it is added."""
     out = torch.empty_like(rewards)
     g = bootstrap
     for t in range(rewards.shape[1] - 1, -1, -1):
-        g = rewards[:, t] + gamma * g
+        keep = gamma if ends is None else gamma * (1.0 - ends[:, t])
+        g = rewards[:, t] + keep * g
         out[:, t] = g
     return out
 
@@ -75,7 +85,7 @@ def returns(rewards: torch.Tensor, bootstrap: torch.Tensor, gamma: float) -> tor
 def advantages(p: Params, roll: Rollout, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(advantages with no gradient, value predictions with gradient), both ``[S, T]``."""
     v = values(p, roll.obs)
-    g = returns(roll.rewards, v[:, -1].detach(), gamma)
+    g = returns(roll.rewards, v[:, -1].detach(), gamma, roll.ends)
     return (g - v[:, :-1]).detach(), v[:, :-1]
 
 

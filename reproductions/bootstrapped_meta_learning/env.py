@@ -3,7 +3,8 @@
 A ``size`` x ``size`` grid holds an agent and two objects (colour 0 and colour 1). Each step the agent moves
 up, down, left or right (into a wall: it stays). Stepping onto an object gives that object's reward and moves the
 object to a uniformly random cell that neither the agent nor the other object occupies; every other step gives
-``step_reward``. The world never resets (non-episodic). Every ``swap_every`` steps the two objects' rewards swap.
+``step_reward``. The world never resets (non-episodic); ``collected`` marks the copies whose agent collected an
+object on the last step (the agent may treat a collection as the end of its return, see ``agent.returns``). Every ``swap_every`` steps the two objects' rewards swap.
 The observation is the (row, column) of the agent, object 0 and object 1, each coordinate one-hot:
 ``3 * 2 * size`` numbers. See README.md for which of these details are the paper's.
 """
@@ -30,6 +31,7 @@ class TwoColours:
         self.rewards = np.array(rewards, dtype=np.float64)
         self.step_reward = float(step_reward)
         self.t = 0  # steps taken so far
+        self.collected = np.zeros(n, dtype=bool)  # per copy: an object was collected on the last step
         self.pos = np.stack([rng.permutation(size * size)[:3] for _ in range(n)])
 
     @property
@@ -62,10 +64,12 @@ class TwoColours:
         cols = np.clip(cols + MOVES[actions, 1], 0, self.size - 1)
         self.pos[:, 0] = rows * self.size + cols
         reward = np.full(self.n, self.step_reward)
+        self.collected = np.zeros(self.n, dtype=bool)
         for j in (0, 1):
             hit = self.pos[:, 0] == self.pos[:, 1 + j]
             if hit.any():
                 reward[hit] = values[j]
+                self.collected |= hit
                 self._respawn(np.flatnonzero(hit), 1 + j)
         self.t += 1
         return reward

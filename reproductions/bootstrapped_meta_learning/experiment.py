@@ -97,6 +97,7 @@ def run_agent(spec: Spec, config: dict, device: torch.device, progress: bool = F
     if run["log_every"] % T or run["steps"] % run["log_every"]:
         raise ValueError("run: log_every must be a multiple of agent.rollout and divide run.steps")
     hp = hyper(config)
+    end_at_collect = bool(a.get("end_at_collect", True))
     env = TwoColours(n, np.random.default_rng(run["env_seed"]), size=e["size"], swap_every=e["swap_every"],
                      rewards=tuple(e["rewards"]), step_reward=e["step_reward"])
     gen = torch.Generator().manual_seed(run["init_seed"])
@@ -114,16 +115,19 @@ def run_agent(spec: Spec, config: dict, device: torch.device, progress: bool = F
     updates = run["steps"] // T
     for u in tqdm(range(updates), desc=spec.name, unit="update", disable=not progress, mininterval=2.0):
         weights = agent.acting_weights(x)
-        obs_buf, acts, rews = [obs], [], []
+        obs_buf, acts, rews, ends = [obs], [], [], []
         for _ in range(T):
             action = agent.act(weights, obs, act_rng)
             rews.append(env.step(action))
+            ends.append(env.collected.copy())
             acts.append(action)
             obs = env.observe()
             obs_buf.append(obs)
         rewards = torch.as_tensor(np.stack(rews, 1), device=device, dtype=dtype)
         roll = agent.Rollout(torch.as_tensor(np.stack(obs_buf, 1), device=device, dtype=dtype),
-                             torch.as_tensor(np.stack(acts, 1), device=device), rewards)
+                             torch.as_tensor(np.stack(acts, 1), device=device), rewards,
+                             torch.as_tensor(np.stack(ends, 1), device=device, dtype=dtype) if end_at_collect
+                             else None)
         reward_hist = torch.cat([reward_hist[:, 1:], rewards.mean(1, keepdim=True)], 1)
         feat = reward_hist.clone()
         with torch.no_grad():

@@ -43,7 +43,8 @@ def protocol(config: dict, spec: Spec | None = None) -> dict:
         "steps-per-seed": run["steps"],
         "seeds": config["seeds"],
         "agent": f"actor-critic (policy and value MLPs, {a['hidden']} tanh units), rollouts of {a['rollout']}, "
-                 f"SGD {a['lr']}, gamma {a['gamma']}",
+                 f"SGD {a['lr']}, gamma {a['gamma']}"
+                 + (", returns end at each collected object" if a.get("end_at_collect", True) else ""),
         "meta-learner": f"MLP ({m['hidden']} tanh units, sigmoid output) on the mean reward of the last "
                         f"{m['features']} rollouts; Adam {m['lr']}",
     }
@@ -52,7 +53,9 @@ def protocol(config: dict, spec: Spec | None = None) -> dict:
     return out
 
 
-def figure(specs: list[Spec], results: list[JobResult], title: str) -> bytes:
+def figure(specs: list[Spec], results: list[JobResult], title: str, swap_every: int = 0) -> bytes:
+    """Reward per step (top) and entropy weight (bottom) over time, mean and 95% band over seeds; dotted lines
+    mark the swaps of the two objects' rewards."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,6 +70,10 @@ def figure(specs: list[Spec], results: list[JobResult], title: str) -> bytes:
         mean, ci = band(np.asarray(r.entropy_weight))
         bottom.plot(steps, mean, color=line.get_color())
         bottom.fill_between(steps, mean - ci, mean + ci, color=line.get_color(), alpha=0.2)
+    end = max(max(r.steps) for r in results)
+    for ax in (top, bottom):
+        for x in range(swap_every, end, swap_every) if swap_every else ():
+            ax.axvline(x, color="grey", lw=0.6, ls=":")
     top.set_ylabel("reward per step")
     bottom.set_ylabel("entropy weight")
     bottom.set_xlabel("environment steps (per seed)")
@@ -128,7 +135,8 @@ def write_all(config: dict, ctx: registry.RunContext, specs: list[Spec], results
             results_dir, stem, setting=spec.describe(), metric="mean reward per step", higher_is_better=True,
             value=round(mr, 5), ci95=round(mr_ci, 5), protocol=protocol(config, spec), notes=notes,
             wall_time_s=r.seconds, curve=curve, **common))
-        recording._atomic_write(results_dir / f"{stem}.png", figure([spec], [r], f"{NAME}: {spec.describe()}"))
+        recording._atomic_write(results_dir / f"{stem}.png", figure([spec], [r], f"{NAME}: {spec.describe()}",
+                                                                        config["env"]["swap_every"]))
     claims = []
     for bmg_name, mg_name in config.get("claims", []):
         if bmg_name not in by_name or mg_name not in by_name:
@@ -136,7 +144,7 @@ def write_all(config: dict, ctx: registry.RunContext, specs: list[Spec], results
         diff, ci = recording.mean_ci95(mean_reward(by_name[bmg_name]) - mean_reward(by_name[mg_name]))
         verdict = claim_verdict(diff, ci)
         claims.append({"bmg": bmg_name, "mg": mg_name, "diff": diff, "ci": ci, "verdict": verdict})
-        pair = [s for s in specs if s.name in (bmg_name, mg_name)]
+        pair = [next(s for s in specs if s.name == name) for name in (bmg_name, mg_name)]  # BMG first, as the value
         stem = f"{prefix}claim_{bmg_name}_vs_{mg_name}"
         written.append(recording.write_record(
             results_dir, stem, setting=f"{pair[0].describe()} minus {pair[1].describe()}",
@@ -149,5 +157,6 @@ def write_all(config: dict, ctx: registry.RunContext, specs: list[Spec], results
     recording._atomic_write(results_dir / f"{prefix}summary.md",
                             summary_markdown(config, specs, results, claims, ctx).encode())
     recording._atomic_write(results_dir / f"{prefix}summary.png",
-                            figure(specs, results, f"BMG reproduction ({ctx.config_name}): two-colours grid world"))
+                            figure(specs, results, f"BMG reproduction ({ctx.config_name}): two-colours grid world",
+                                   config["env"]["swap_every"]))
     return written + [results_dir / f"{prefix}summary.md", results_dir / f"{prefix}summary.png"]
