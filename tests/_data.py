@@ -23,3 +23,25 @@ def data_root() -> Path:
 
 
 OMNIGLOT = data_root() / "omniglot"
+FULL_ARCHIVES = ["images_background.zip", "images_evaluation.zip"]
+VINYALS_SPLITS = OMNIGLOT / "splits" / "vinyals"
+
+
+def has_standard_omniglot() -> bool:
+    """Whether the full archives and the Vinyals split lists are there (the papers' own protocol)."""
+    return all((OMNIGLOT / n).exists() for n in FULL_ARCHIVES) and VINYALS_SPLITS.is_dir()
+
+
+def standard_omniglot_folder(tmp_path: Path, name: str = "data") -> Path:
+    """A data folder as a user would have it, under ``tmp_path``: the two full archives and the split lists."""
+    import shutil
+
+    from reproductions.datasets.omniglot_standard import SPLIT_SHA256
+
+    folder = tmp_path / name
+    (folder / "splits" / "vinyals").mkdir(parents=True)
+    for archive in FULL_ARCHIVES:
+        shutil.copy(OMNIGLOT / archive, folder / archive)
+    for part in SPLIT_SHA256:
+        shutil.copy(VINYALS_SPLITS / f"{part}.txt", folder / "splits" / "vinyals" / f"{part}.txt")
+    return folder

@@ -4,22 +4,20 @@ split, and a smoke run of each method on it, on every available device."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from _data import OMNIGLOT
+from _data import FULL_ARCHIVES, OMNIGLOT, VINYALS_SPLITS, standard_omniglot_folder as _data_folder
 from _omniglot_server import OmniglotTestServer
 from mlatlas.cli import main
 from reproductions.core.runtime import available_devices
 from reproductions.datasets import omniglot as og
 from reproductions.datasets import omniglot_standard as std
 
-FULL = ["images_background.zip", "images_evaluation.zip"]
-SPLIT_DIR = OMNIGLOT / "splits" / "vinyals"
+FULL, SPLIT_DIR = FULL_ARCHIVES, VINYALS_SPLITS
 
 pytestmark = pytest.mark.skipif(
     not all((OMNIGLOT / n).exists() for n in FULL) or not SPLIT_DIR.is_dir(),
@@ -27,15 +25,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _data_folder(tmp_path: Path, name: str = "data") -> Path:
-    """A data folder as a user would have it: the two full archives and the split lists."""
-    folder = tmp_path / name
-    (folder / "splits" / "vinyals").mkdir(parents=True)
-    for archive in FULL:
-        shutil.copy(OMNIGLOT / archive, folder / archive)
-    for part in std.SPLIT_SHA256:
-        shutil.copy(SPLIT_DIR / f"{part}.txt", folder / "splits" / "vinyals" / f"{part}.txt")
-    return folder
 
 
 def _rewrite(source: Path, target: Path, change=None, keep=lambda info: True) -> None:

@@ -5,7 +5,6 @@ learner on images, a smoke run on every available device, and the records of a m
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from _data import OMNIGLOT
+from _data import FULL_ARCHIVES, OMNIGLOT, VINYALS_SPLITS, standard_omniglot_folder as _data_folder
 from mlatlas.cli import main
 from mlatlas.records import ResultRecord, verdict
 from reproductions.core import registry
@@ -23,8 +22,7 @@ from reproductions.datasets import omniglot_standard as std
 from reproductions.maml_universality import omniglot as shift
 
 SMALL = OMNIGLOT / "images_background_small1.zip"
-FULL = ["images_background.zip", "images_evaluation.zip"]
-SPLIT_DIR = OMNIGLOT / "splits" / "vinyals"
+FULL, SPLIT_DIR = FULL_ARCHIVES, VINYALS_SPLITS
 needs_small = pytest.mark.skipif(not SMALL.exists(), reason=f"{SMALL} is absent (../shared/data/omniglot)")
 needs_full = pytest.mark.skipif(not all((OMNIGLOT / n).exists() for n in FULL) or not SPLIT_DIR.is_dir(),
                                 reason=f"the full Omniglot archives and the Vinyals split are not in {OMNIGLOT}")
@@ -148,14 +146,6 @@ def test_a_bad_shift_or_setting_is_refused_in_one_line():
         shift.shifted("rotate", 1.0)
 
 
-def _data_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "data"
-    (folder / "splits" / "vinyals").mkdir(parents=True)
-    for archive in FULL:
-        shutil.copy(OMNIGLOT / archive, folder / archive)
-    for part in std.SPLIT_SHA256:
-        shutil.copy(SPLIT_DIR / f"{part}.txt", folder / "splits" / "vinyals" / f"{part}.txt")
-    return folder
 
 
 @needs_full
