@@ -189,3 +189,11 @@ def test_the_failure_line_names_the_cause_before_the_workers_it_took_down():
     # A worker the launcher had to stop is never the cause, although a signal ended it.
     assert launch.describe_failure([-15, 1], stopped={0}) == (
         1, "worker 1 of 2 exited with status 1 (then worker 0 was stopped by the launcher)")
+
+
+def test_the_meta_batch_methods_take_part_in_nproc():
+    """The reproductions whose meta-batches hold many tasks are the ones --nproc is for."""
+    from reproductions.core import registry
+
+    for name in ("maml", "fomaml", "anil", "meta_sgd", "omniglot_maml"):
+        assert registry.get(name).splits_tasks, name

@@ -15,4 +15,5 @@ def _run(config: dict, ctx):
 
 REPRODUCTION = omniglot_benchmark.registry.Reproduction(
     "omniglot_maml", "maml", "MAML / first-order MAML, Omniglot minimal setting + Lake's 20 one-shot runs", _run,
+    splits_tasks=True,  # its meta-batch of episodes is divided over `--nproc` workers (omniglot_benchmark.train)
 )
