@@ -270,6 +270,6 @@ def test_command_line_smoke_and_clear_error_without_schools_data(capsys, monkeyp
     assert "online_ltl_T12:" in capsys.readouterr().out
     after = sorted(results.glob("*")) if results.exists() else []
     assert after == before  # smoke runs never write records
-    assert main(["repro", "run", "incremental_ltl", "--config", "schools", "--no-progress"]) == 1
+    assert main(["repro", "run", "incremental_ltl", "--config", "schools", "--no-progress", "--no-record"]) == 1
     err = capsys.readouterr().err
     assert "data_path" in err and "MLATLAS_DATA_DIR" in err and "Traceback" not in err
