@@ -4,6 +4,8 @@ device."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -300,3 +302,9 @@ def test_records_validate_and_state_the_claim(tmp_path):
     claim = yaml.safe_load(written[len(specs)].read_text())
     assert "Verdict:" in claim["notes"] and claim["metric"].startswith("difference")
     assert "| claim |" in written[-2].read_text()
+    assert "read back from the run's cache" not in claim["notes"]  # computed by this run: no provenance note
+    # Jobs read back from a cache that an earlier commit filled: the records say where the numbers were computed.
+    again = report.write_all(config, ctx, specs, [dataclasses.replace(r, commit="bc6fe05") for r in results], device,
+                             results_dir=tmp_path / "again")
+    for path in again[:-2]:
+        assert "computed at commit bc6fe05" in yaml.safe_load(path.read_text())["notes"]

@@ -22,6 +22,10 @@ from reproductions.bootstrapped_meta_learning.env import N_ACTIONS, TwoColours
 from reproductions.core import recording, registry
 from reproductions.core.runtime import check_finite, pick_device
 
+# The code a result depends on (results excluded): uncommitted changes here mark its commit "-dirty".
+CODE_PATHS = ["reproductions/bootstrapped_meta_learning", ":(exclude)reproductions/bootstrapped_meta_learning/results",
+              "reproductions/core/registry.py", "reproductions/core/runtime.py", "reproductions/core/recording.py"]
+
 METHODS = ("fixed", "mg", "bmg")
 
 
@@ -67,6 +71,7 @@ class JobResult:
     entropy_weight: list[list[float]] = field(default_factory=list)  # [window][seed] mean entropy weight
     policy_entropy: list[list[float]] = field(default_factory=list)  # [window][seed] mean policy entropy
     seconds: float = 0.0
+    commit: str = ""  # the code's commit when the job ran (a cached job keeps it; "" in caches older than this field)
 
     def total_reward(self) -> np.ndarray:
         """Per seed: the reward collected over the whole run (all windows have the same length)."""
@@ -170,10 +175,11 @@ def run_agent(spec: Spec, config: dict, device: torch.device, progress: bool = F
     return result
 
 
-def _job(spec: Spec, config: dict, device: str, path: Path, progress: bool) -> JobResult:
+def _job(spec: Spec, config: dict, device: str, path: Path, progress: bool, commit: str) -> JobResult:
     """Run one job and cache it (atomically: a kill never leaves half a file). Top-level, so a worker can run it."""
     torch.set_num_threads(int(config.get("threads", 1)))
     result = run_agent(spec, config, torch.device(device), progress)
+    result.commit = commit
     path.parent.mkdir(parents=True, exist_ok=True)
     recording._atomic_write(path, json.dumps(asdict(result)).encode())
     return result
@@ -194,16 +200,18 @@ def run_all(config: dict, ctx: registry.RunContext) -> tuple[list[Spec], list[Jo
     if missing and ctx.eval_only:
         raise ValueError(f"no finished job at {paths[missing[0].name]}; run `mlatlas repro run "
                          "bootstrapped_meta_learning` first")
+    commit = recording.git_commit(ctx.root, CODE_PATHS)
     workers = min(int(config["run"].get("workers", 1)), len(missing))
     if workers > 1 and device.type == "cpu":
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {s.name: pool.submit(_job, s, config, "cpu", paths[s.name], False) for s in missing}
+            futures = {s.name: pool.submit(_job, s, config, "cpu", paths[s.name], False, commit)
+                       for s in missing}
             for name, future in tqdm(futures.items(), desc="BMG jobs", unit="job", disable=not ctx.progress):
                 done[name] = future.result()
     else:
         for s in missing:
-            done[s.name] = _job(s, config, str(device), paths[s.name], ctx.progress)
+            done[s.name] = _job(s, config, str(device), paths[s.name], ctx.progress, commit)
     return todo, [done[s.name] for s in todo], str(device)

@@ -6,14 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from reproductions.bootstrapped_meta_learning.experiment import JobResult, Spec
+from reproductions.bootstrapped_meta_learning.experiment import CODE_PATHS, JobResult, Spec
 from reproductions.core import recording, registry
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 NAME = "bootstrapped_meta_learning"
-# The code a record depends on (results excluded): uncommitted changes here mark its commit "-dirty".
-CODE_PATHS = [f"reproductions/{NAME}", f":(exclude)reproductions/{NAME}/results", "reproductions/core/registry.py",
-              "reproductions/core/runtime.py", "reproductions/core/recording.py"]
 
 
 def mean_reward(result: JobResult) -> np.ndarray:
@@ -120,6 +117,10 @@ def write_all(config: dict, ctx: registry.RunContext, specs: list[Spec], results
     common = dict(root=ctx.root, code_paths=CODE_PATHS, command=ctx.command, device=device, commit=commit,
                   paper=rec["paper"], reproduction=NAME, benchmark=rec["benchmark"], n_seeds=int(config["seeds"]),
                   budget=budget)
+    ran_at = sorted({r.commit or "unknown" for r in results})
+    provenance = "" if ran_at == [commit] else (
+        f" The jobs were computed at commit {', '.join(ran_at)} and read back from the run's cache; the record was "
+        "written at the commit below.")
     written = []
     for spec, r in zip(specs, results):
         mr, mr_ci = recording.mean_ci95(mean_reward(r))
@@ -130,7 +131,7 @@ def write_all(config: dict, ctx: registry.RunContext, specs: list[Spec], results
         stem = f"{prefix}{spec.name}"
         notes = (f"Mean reward per step over the whole run (the area under the reward-over-time curve divided by its "
                  f"length); total reward {recording.mean_ci95(r.total_reward())[0]:,.0f} per seed. "
-                 + rec["notes"].strip())
+                 + rec["notes"].strip() + provenance)
         written.append(recording.write_record(
             results_dir, stem, setting=spec.describe(), metric="mean reward per step", higher_is_better=True,
             value=round(mr, 5), ci95=round(mr_ci, 5), protocol=protocol(config, spec), notes=notes,
@@ -153,7 +154,7 @@ def write_all(config: dict, ctx: registry.RunContext, specs: list[Spec], results
             wall_time_s=by_name[bmg_name].seconds + by_name[mg_name].seconds,
             notes=(f"Claim: BMG beats K-step meta-gradients at equal K. Verdict: {verdict}. The paper shows this "
                    "on its reward-over-time figure; we could not read its numbers, so no paper value is attached. "
-                   + rec["notes"].strip()), **common))
+                   + rec["notes"].strip() + provenance), **common))
     recording._atomic_write(results_dir / f"{prefix}summary.md",
                             summary_markdown(config, specs, results, claims, ctx).encode())
     recording._atomic_write(results_dir / f"{prefix}summary.png",
