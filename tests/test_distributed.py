@@ -54,9 +54,8 @@ def single_process_meta_gradient(n_tasks: int):
 
 
 def run_gloo_workers(script: Path, args: list[str], nproc: int = 2) -> tuple[int, str]:
-    port = str(launch.free_port())
-    envs = [dict(os.environ, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(nproc), MASTER_ADDR="127.0.0.1",
-                 MASTER_PORT=port, PYTHONPATH=str(PROJECT_ROOT)) for r in range(nproc)]
+    port = launch.free_port()
+    envs = [{**launch.group_env(r, nproc, port), "PYTHONPATH": str(PROJECT_ROOT)} for r in range(nproc)]
     return launch.run_workers([[sys.executable, str(script), *args]] * nproc, envs, grace_s=30)
 
 

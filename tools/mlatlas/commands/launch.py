@@ -89,14 +89,15 @@ def describe_failure(codes: list[int], stopped: set[int] = frozenset()) -> tuple
 
 def task_workers(argv: Sequence[str], nproc: int, command: str, timeout_s: float) -> tuple[int, str]:
     """N processes in one process group, splitting every meta-batch."""
-    port = str(free_port())
-    envs = []
-    for rank in range(nproc):
-        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nproc),
-                   LOCAL_WORLD_SIZE=str(nproc), MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
-        env[COMMAND_ENV] = command
-        envs.append(env)
+    port = free_port()
+    envs = [{**group_env(rank, nproc, port), COMMAND_ENV: command} for rank in range(nproc)]
     return run_workers([worker_argv(argv)] * nproc, envs, grace_s=timeout_s + 5)
+
+
+def group_env(rank: int, nproc: int, port: int) -> dict[str, str]:
+    """This environment plus what ``torchrun`` tells worker ``rank`` of ``nproc`` on this machine."""
+    return dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc),
+                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
 
 
 def seed_workers(argv: Sequence[str], seed_groups: list[list[int]], command: str) -> tuple[int, str]:

@@ -234,7 +234,7 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
-def _config_seeds(config: dict, name: str, how: str) -> list[int]:
+def _config_seeds(config: dict, how: str) -> list[int]:
     seeds = config.get("seeds")
     if not isinstance(seeds, list) or len(seeds) < 2:
         raise ValueError(f"{how} needs a config with a list of seeds; this one trains one seed (seeds: {seeds!r})")
@@ -274,7 +274,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if not repro.seed_fanout:
                 raise ValueError("this reproduction cannot train its seeds in separate processes (--split seeds, "
                                  "--seeds); use --nproc with --split tasks")
-            seeds = _config_seeds(config, repro.name, "--split seeds" if only_seeds is None else "--seeds")
+            seeds = _config_seeds(config, "--split seeds" if only_seeds is None else "--seeds")
             if only_seeds is not None and (nproc > 1 or set(only_seeds) - set(seeds)):
                 raise ValueError(f"--seeds {','.join(map(str, only_seeds))}: give seeds of the config ({seeds}) "
                                  "and no --nproc")
@@ -372,14 +372,15 @@ def _print_ledger(ledger, root: Path) -> None:
 
 
 def _launch(args: argparse.Namespace, name: str, config: dict, command: str, nproc: int) -> int:
-    """Start the worker processes of ``--nproc`` and wait for them; 0 when all ended well."""
+    """Start the worker processes of ``--nproc`` and wait for them; 0 when all ended well. (``cmd_run`` has checked
+    that a ``--split seeds`` config lists its seeds.)"""
     from mlatlas.commands import launch
 
     argv = args.argv if getattr(args, "argv", None) is not None else sys.argv[1:]
     if args.split == "tasks":
         status, failure = launch.task_workers(argv, nproc, command, args.dist_timeout)
     else:
-        seeds = _config_seeds(config, name, "--split seeds")
+        seeds = [int(s) for s in config["seeds"]]
         groups = [seeds[i::nproc] for i in range(min(nproc, len(seeds)))]
         status, failure = launch.seed_workers(argv, groups, command)
     if status:
