@@ -307,4 +307,4 @@ def test_records_validate_and_state_the_claim(tmp_path):
     again = report.write_all(config, ctx, specs, [dataclasses.replace(r, commit="bc6fe05") for r in results], device,
                              results_dir=tmp_path / "again")
     for path in again[:-2]:
-        assert "computed at commit bc6fe05" in yaml.safe_load(path.read_text())["notes"]
+        assert "computed at commit bc6fe05 and read back" in yaml.safe_load(path.read_text())["notes"]

@@ -117,10 +117,7 @@ def write_all(config: dict, ctx: registry.RunContext, specs: list[Spec], results
     common = dict(root=ctx.root, code_paths=CODE_PATHS, command=ctx.command, device=device, commit=commit,
                   paper=rec["paper"], reproduction=NAME, benchmark=rec["benchmark"], n_seeds=int(config["seeds"]),
                   budget=budget)
-    ran_at = sorted({r.commit or "unknown" for r in results})
-    provenance = "" if ran_at == [commit] else (
-        f" The jobs were computed at commit {', '.join(ran_at)} and read back from the run's cache; the record was "
-        "written at the commit below.")
+    provenance = recording.provenance((r.commit for r in results), commit)
     written = []
     for spec, r in zip(specs, results):
         mr, mr_ci = recording.mean_ci95(mean_reward(r))

@@ -259,6 +259,16 @@ def write_record(
     return path
 
 
+def provenance(ran_at: Iterable[str], commit: str) -> str:
+    """A sentence for the notes of records written at ``commit`` from results computed at ``ran_at`` (read back from
+    a run's cache): empty when they are the same commit."""
+    at = sorted({c or "unknown" for c in ran_at})
+    if at == [commit]:
+        return ""
+    return (f" The results were computed at commit {', '.join(at)} and read back from the run's cache; the record was "
+            "written at the commit below.")
+
+
 # Options that say where files sit on the machine that ran the command, not what was computed: a record's command
 # leaves them out, so that it names no path of that machine and reruns anywhere with the defaults.
 MACHINE_OPTIONS = ("--work-dir", "--data-dir", "--root")

@@ -251,7 +251,8 @@ def run(config: dict, ctx: registry.RunContext) -> dict[str, float]:
         accs = evaluate(method, model, data.test, config, device, ctx.progress)
         results[name] = {"eval": accs, "curve": state.curve, "seconds": state.seconds,
                          "eval_seconds": time.perf_counter() - start, "device": str(device),
-                         "parameters": sum(p.numel() for p in model.parameters())}
+                         "parameters": sum(p.numel() for p in model.parameters()),
+                         "commit": recording.git_commit(ctx.root, CODE_PATHS)}  # a cached job keeps where it ran
         cache.parent.mkdir(parents=True, exist_ok=True)
         recording._atomic_write(cache, json.dumps(results[name]).encode())
     if ctx.write_record and set(results) == set(config["methods"]):
@@ -298,6 +299,7 @@ def write_all(config: dict, ctx: registry.RunContext, data, results: dict, resul
     n_way, k_shot = ev["setting"]
     prefix = ctx.config_name
     commit = recording.git_commit(ctx.root, CODE_PATHS)
+    provenance = recording.provenance((results[name].get("commit", "") for name in config["methods"]), commit)
     budget = (f"{tr['iterations']:,} meta-iterations of {tr['meta_batch']} episodes of {tr['n_way']}-way "
               f"{tr['k_shot']}-shot ({tr['n_query']} queries per class), Adam {tr['lr']}, the same for each learner; "
               f"one training seed ({config['seed']})")
@@ -321,7 +323,7 @@ def write_all(config: dict, ctx: registry.RunContext, data, results: dict, resul
             stem = f"{prefix}_{name}_{'unshifted' if kind == 'none' else stem_of(kind, value)}"
             notes = (f"{' '.join(rec['notes'].split())} The same {len(accs)} test episodes (fixed seed) at every "
                      f"shift and for every learner; 95% interval over episodes (Student t), one training seed. "
-                     f"Every point of the curves: {prefix}_summary.md / .png.")
+                     f"Every point of the curves: {prefix}_summary.md / .png.{provenance}")
             written.append(recording.write_record(
                 results_dir, stem, root=ctx.root, code_paths=CODE_PATHS, command=ctx.command or
                 f"mlatlas repro run {NAME} --config {ctx.config_name}", device=result["device"],
