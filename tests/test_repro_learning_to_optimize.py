@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 import torch
 from scipy import optimize
 
@@ -331,3 +332,26 @@ def test_smoke_run_on_every_device(device, tmp_path):
             assert f"{family}_{name}_final" in metrics
         assert np.isfinite(metrics[f"{family}_gd_final"])
     assert list((tmp_path / "learning_to_optimize" / "smoke").rglob("*.pt"))  # jobs are cached for resume
+
+
+def test_cached_jobs_are_read_safely_and_records_say_which_commit_computed_them(tmp_path):
+    import torch
+
+    from reproductions.learning_to_optimize import experiment, report
+
+    repro = registry.get("learning_to_optimize")
+    _, config = registry.load_config(repro, "smoke")
+    config["families"] = ["logistic"]
+    ctx = registry.RunContext(config_name="smoke", work_dir=tmp_path, root=tmp_path, progress=False,
+                              command="mlatlas repro run learning_to_optimize --config smoke")
+    computed, device = experiment.run_all(config, ctx)
+    for path in (tmp_path / "learning_to_optimize").rglob("*.pt"):  # as if an earlier commit had filled the cache
+        torch.save({**torch.load(path, weights_only=True), "commit": "abc1234"}, path)
+    cached, _ = experiment.run_all(config, ctx)
+    assert [r.curves for r in cached] == [r.curves for r in computed]
+    fresh = report.write_all(config, ctx, computed, device, results_dir=tmp_path / "fresh")
+    again = report.write_all(config, ctx, cached, device, results_dir=tmp_path / "again")
+    notes = [yaml.safe_load(p.read_text())["notes"] for p in (*fresh, *again) if p.suffix == ".yaml"]
+    assert len(notes) == 2 * len([p for p in again if p.suffix == ".yaml"]) > 0
+    assert not any("read back from the run's cache" in n for n in notes[:len(notes) // 2])
+    assert all("computed at commit abc1234 and read back" in n for n in notes[len(notes) // 2:])

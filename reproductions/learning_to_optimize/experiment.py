@@ -22,6 +22,10 @@ from reproductions.learning_to_optimize import baselines, gps, problems
 from reproductions.learning_to_optimize.policy import PolicyNet, Tracker, rollout_linear_gaussian, run_policy, \
     state_dim
 
+# The code a result depends on (results excluded): uncommitted changes here mark its commit "-dirty".
+CODE_PATHS = ["reproductions/learning_to_optimize", ":(exclude)reproductions/learning_to_optimize/results",
+              "reproductions/core/registry.py", "reproductions/core/runtime.py", "reproductions/core/recording.py"]
+
 LEARNED = "learned"
 PAPER_SET = (LEARNED, "gd", "momentum", "cg", "lbfgs")  # the algorithms the paper's margin of victory compares
 
@@ -34,6 +38,7 @@ class JobResult:
     hyper: dict[str, dict]  # tuned baseline settings
     training: list[dict[str, float]] = field(default_factory=list)  # one row per GPS iteration
     seconds: float = 0.0
+    commit: str = ""  # the code's commit when the job ran (a cached job keeps it; "" in caches older than this field)
 
 
 def family_config(config: dict, family: str) -> dict:
@@ -154,15 +159,17 @@ def run_all(config: dict, ctx: registry.RunContext) -> tuple[list[JobResult], st
     cache = Path(ctx.work_dir) / "learning_to_optimize" / ctx.config_name / registry.fingerprint(
         {**{k: v for k, v in config.items() if k not in ("record", "threads")}, "device": device})
     jobs = [(f, s) for f in config["families"] for s in range(config["seeds"])]
+    commit = recording.git_commit(ctx.root, CODE_PATHS)
     results = []
     for family, seed in tqdm(jobs, desc="learning_to_optimize jobs", unit="job", disable=not ctx.progress):
         path = cache / f"{family}_seed{seed}.pt"
         if path.exists() and not ctx.fresh:
-            results.append(JobResult(**torch.load(path, weights_only=False)))
+            results.append(JobResult(**torch.load(path, weights_only=True)))  # plain values only: no code runs
             continue
         if ctx.eval_only:
             raise ValueError(f"no finished job at {path}; run `mlatlas repro run learning_to_optimize` first")
         result = run_job(config, family, seed, ctx.progress, device)
+        result.commit = commit
         path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         torch.save(result.__dict__, buf)

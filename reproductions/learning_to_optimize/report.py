@@ -9,11 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from reproductions.core import recording, registry
-from reproductions.learning_to_optimize.experiment import LEARNED, PAPER_SET, JobResult, family_config
+from reproductions.learning_to_optimize.experiment import CODE_PATHS, LEARNED, PAPER_SET, JobResult, family_config
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-CODE_PATHS = ["reproductions/learning_to_optimize", ":(exclude)reproductions/learning_to_optimize/results",
-              "reproductions/core/registry.py", "reproductions/core/runtime.py", "reproductions/core/recording.py"]
 NAMES = {
     LEARNED: "learned optimiser (predicted step descent, GPS)",
     "gd": "gradient descent (tuned step)",
@@ -239,6 +237,7 @@ def write_all(config: dict, ctx: registry.RunContext, results: list[JobResult], 
     for family, c in fam.items():
         runs = [r for r in results if r.family == family]
         seconds = sum(r.seconds for r in runs)
+        provenance = recording.provenance((r.commit for r in runs), commit)
         fc = family_config(config, family)
         sizes, history, g = fc["problems"], fc["history"], fc["gps"]
         protocol = {
@@ -281,7 +280,7 @@ def write_all(config: dict, ctx: registry.RunContext, results: list[JobResult], 
                          + f". Same metric for the others: {others}. Baselines tuned on the training functions: "
                          f"{tuned}. The paper reports this family only as curves ({FIGURE[family]}: mean margin of "
                          "victory and two example functions) with no numbers in its text, so no paper value is "
-                         "attached; its claims are checked in the summary (claims table).")
+                         "attached; its claims are checked in the summary (claims table)." + provenance)
                 stem = f"{prefix}{family}_{name}_{metric}"
                 path = recording.write_record(
                     results_dir, stem, root=ctx.root, code_paths=CODE_PATHS, command=ctx.command, device=device,
