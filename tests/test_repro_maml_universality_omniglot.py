@@ -160,7 +160,7 @@ def test_omniglot_smoke_run_on_every_available_device(device, tmp_path, capsys, 
                  "--device", device, "--work-dir", str(tmp_path / "runs"), "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0, out
-    for name in ("maml", "snail"):
+    for name in ("maml", "snail", "metanet"):
         for point in ("none", "shear=0.5", "scale=0.5", "scale=1.5"):
             assert f"{name}_{point}_acc_pct:" in out
         assert (tmp_path / "runs" / "maml_universality" / "omniglot_smoke" / f"omniglot_{name}.pt").exists()
@@ -177,7 +177,7 @@ def test_records_summary_and_figure_of_a_miniature_run(tmp_path, monkeypatch):
                               progress=False, command="mlatlas repro run maml_universality --config omniglot_smoke")
     shift.run(config, ctx)
     stems = {p.stem for p in out.glob("*.yaml")}
-    assert stems == {f"omniglot_smoke_{m}_{p}" for m in ("maml", "snail")
+    assert stems == {f"omniglot_smoke_{m}_{p}" for m in ("maml", "snail", "metanet")
                      for p in ("unshifted", "shear_0p50", "scale_0p50", "scale_1p50")}
     for path in out.glob("*.yaml"):
         record = ResultRecord.model_validate(yaml.safe_load(path.read_text()))
@@ -189,11 +189,13 @@ def test_records_summary_and_figure_of_a_miniature_run(tmp_path, monkeypatch):
     assert "shear by 0.5 rad" in sheared["protocol"]["test_shift"]
     table = (out / "omniglot_smoke_summary.md").read_text()
     assert "## Accuracy against shear" in table and "## Accuracy against scale" in table
-    assert "| 0.5 |" in table and "| 1.5 |" in table and "(paired)" in table
+    assert "| 0.5 |" in table and "| 1.5 |" in table
+    assert "drop of MAML − drop of SNAIL (TCML) (paired)" in table
+    assert "drop of MAML − drop of MetaNet (paired)" in table
     assert (out / "omniglot_smoke_summary.png").read_bytes()[:4] == b"\x89PNG"
-    # A second run finds both jobs cached and writes the same records without reading the images.
+    # A second run finds every job cached and writes the same records without reading the images.
     first = (out / "omniglot_smoke_maml_unshifted.yaml").read_text()
-    monkeypatch.setattr(std, "load_standard", lambda *a, **k: pytest.fail("images read although both jobs are cached"))
+    monkeypatch.setattr(std, "load_standard", lambda *a, **k: pytest.fail("images read although every job is cached"))
     shift.run(config, ctx)
     again = (out / "omniglot_smoke_maml_unshifted.yaml").read_text()
     assert again.split("environment:")[0] == first.split("environment:")[0]

@@ -1,8 +1,8 @@
-"""Omniglot outside the meta-training distribution: MAML against the SNAIL-style recurrent learner on test
-characters that are sheared or scaled at test time only (Finn & Levine 2018, the Omniglot half of their Figure 3;
-its exact settings are our reconstruction, see README.md).
+"""Omniglot outside the meta-training distribution: MAML against two recurrent meta-learners (SNAIL-style and
+MetaNet) on test characters that are sheared or scaled at test time only (Finn & Levine 2018, the Omniglot half of
+their Figure 3; its exact settings are our reconstruction, see README.md).
 
-Both learners meta-train on the standard Omniglot protocol (:mod:`reproductions.datasets.omniglot_standard`: the
+Every learner meta-trains on the standard Omniglot protocol (:mod:`reproductions.datasets.omniglot_standard`: the
 1,200 train+val characters x 4 rotations, 28x28) with the same episodes and budget, through the shared episodic
 loop (:func:`omniglot_benchmark.train_one`: checkpoints, exact resume). Then each is tested on the same N-way K-shot
 episodes of the 423 test characters, drawn once with a fixed seed, with every support and query image sheared by an
@@ -11,6 +11,11 @@ angle or scaled by a factor (:func:`shear`, :func:`scale`); the unshifted episod
 * ``maml``: second-order MAML with the 4-block strided network (:mod:`reproductions.omniglot_maml`).
 * ``snail``: the SNAIL-style learner of :mod:`snail` reading ``[embedding, one-hot label, is_query]`` for the
   support images, then one query image; the embedding is the same 4-block network, trained end to end.
+* ``metanet``: Meta Networks (:mod:`metanet`): fast weights generated from support-set loss gradients, the base
+  learner's read back for each query by attention over the support representations; the same 4-block network as
+  the trunk of its base learner and of its representation learner.
+
+Each recurrent learner is compared with MAML by the paired difference of their accuracy drops (:func:`summary`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from reproductions.core.runtime import pick_device
 from reproductions.core.tasks import EpisodeSampler
 from reproductions.datasets import omniglot_standard
 from reproductions.datasets.omniglot_benchmark import Episode, conv4, make_episode, train_one
+from reproductions.maml_universality.metanet import MetaNetOmniglot
 from reproductions.maml_universality.snail import SNAIL
 from reproductions.omniglot_maml.method import OmniglotMAML
 
@@ -128,7 +134,7 @@ class SnailOmniglot:
         return model(episode.support_x, episode.support_y, episode.query_x).detach()
 
 
-KINDS = ("maml", "snail")
+KINDS = ("maml", "snail", "metanet")
 
 
 def method_of(spec: dict):
@@ -137,6 +143,8 @@ def method_of(spec: dict):
         return OmniglotMAML(first_order=bool(spec.get("first_order", False)))
     if kind == "snail":
         return SnailOmniglot()
+    if kind == "metanet":
+        return MetaNetOmniglot()
     raise registry.RegistryError(f"methods.*.kind: {kind!r} is not one of {', '.join(KINDS)} for the omniglot "
                                  "experiment")
 
@@ -156,7 +164,7 @@ def check(config: dict) -> None:
     tr, ev = config["train"], config["eval"]
     if [tr["n_way"], tr["k_shot"]] != list(ev["setting"]):
         raise registry.RegistryError(f"eval.setting {ev['setting']} must be the training setting "
-                                     f"[{tr['n_way']}, {tr['k_shot']}] (the recurrent learner reads N*K+1 steps)")
+                                     f"[{tr['n_way']}, {tr['k_shot']}] (the recurrent learners are built for it)")
     for kind in ev["shifts"]:
         if kind not in SHIFTS:
             raise registry.RegistryError(f"eval.shifts.{kind}: not one of {', '.join(SHIFTS)}")
@@ -349,6 +357,14 @@ def drop_difference(results: dict, a: str, b: str, kind: str, value: float) -> t
     return recording.mean_ci95(da - db)
 
 
+def comparisons(config: dict) -> tuple[str | None, list[str]]:
+    """(the MAML learner's name, the learners compared with it): every other learner of the config against the
+    first one of kind ``maml``; none without one."""
+    names = list(config["methods"])
+    reference = next((n for n in names if config["methods"][n].get("kind") == "maml"), None)
+    return reference, [n for n in names if reference is not None and n != reference]
+
+
 def summary(config: dict, results: dict) -> tuple[str, bytes]:
     """The table of every point (markdown) and the figure: accuracy against shear and against scale."""
     import matplotlib
@@ -386,24 +402,30 @@ def summary(config: dict, results: dict) -> tuple[str, bytes]:
              f"# {title}", "",
              f"Accuracy in percent (mean ± 95% CI over the same {ev['episodes']} test episodes at every point). "
              "The learners meta-trained on unshifted images only.", ""]
-    pair = names[:2] if len(names) >= 2 else None
+    label = {n: config["methods"][n].get("label", n) for n in names}
+    reference, others = comparisons(config)
     for kind in kinds:
         head = f"| {UNITS[kind]} | " + " | ".join(labels)
         rule = "| ---: | " + " | ".join("---:" for _ in labels)
-        if pair:
-            head += f" | drop of {labels[0]} − drop of {labels[1]} (paired)"
+        for other in others:
+            head += f" | drop of {label[reference]} − drop of {label[other]} (paired)"
             rule += " | ---:"
         lines += [f"## Accuracy against {kind}", "", head + " |", rule + " |"]
         for v in grid(config, kind):
             cells = ["{:.1f} ± {:.1f}".format(*recording.mean_ci95(accs_at(results[n], kind, v))) for n in names]
-            if pair:
+            for other in others:
                 cells.append("—" if v == IDENTITY[kind] else
-                             "{:+.1f} ± {:.1f}".format(*drop_difference(results, pair[0], pair[1], kind, v)))
+                             "{:+.1f} ± {:.1f}".format(*drop_difference(results, reference, other, kind, v)))
             lines.append(f"| {v:g} | " + " | ".join(cells) + " |")
         lines.append("")
-    if pair:
-        lines += [f"A negative last column means {labels[0]} loses less accuracy than {labels[1]} between the "
-                  "unshifted episodes and that shift (the paper's claim); the interval is over episodes, paired.", ""]
+    if len(others) == 1:
+        lines += [f"A negative last column means {label[reference]} loses less accuracy than {label[others[0]]} "
+                  "between the unshifted episodes and that shift (the paper's claim); the interval is over "
+                  "episodes, paired.", ""]
+    elif others:
+        lines += [f"A negative value in a column \"drop of {label[reference]} − drop of X\" means {label[reference]} "
+                  "loses less accuracy than X between the unshifted episodes and that shift (the paper's claim); "
+                  "the interval is over episodes, paired.", ""]
     lines += ["## Training", "", "| learner | parameters | training (s) | evaluation (s) |", "| --- | ---: | ---: | ---: |"]
     lines += [f"| {lab} | {results[n]['parameters']:,} | {results[n]['seconds']:.0f} | {results[n]['eval_seconds']:.0f} |"
               for n, lab in zip(names, labels)]
