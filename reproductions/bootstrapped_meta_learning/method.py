@@ -91,12 +91,22 @@ def matching(target: Params, x: Params, roll: Rollout, kind: str) -> torch.Tenso
     ``euclidean`` = half the squared distance over all parameters."""
     if kind == "kl":
         obs = roll.obs[:, :-1]
-        log_t = torch.log_softmax(agent.policy_logits(target, obs), dim=-1)
-        log_x = torch.log_softmax(agent.policy_logits(x, obs), dim=-1)
-        return (log_t.exp() * (log_t - log_x)).sum(-1).mean(1)
+        return kl_from_logits(agent.policy_logits(target, obs), agent.policy_logits(x, obs)).mean(1)
     if kind == "euclidean":
-        return sum(0.5 * ((x[k] - target[k]) ** 2).flatten(1).sum(1) for k in x)
+        return half_squared_distance(target, x, start_dim=1)
     raise ValueError(f"bmg.matching: unknown matching function {kind!r}; choose kl or euclidean")
+
+
+def kl_from_logits(target_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """``KL(softmax(target_logits) || softmax(logits))`` over the last dimension (one value per row)."""
+    log_t = torch.log_softmax(target_logits, dim=-1)
+    return (log_t.exp() * (log_t - torch.log_softmax(logits, dim=-1))).sum(-1)
+
+
+def half_squared_distance(target: Params, x: Params, start_dim: int = 0) -> torch.Tensor:
+    """``1/2 sum_k ||x[k] - target[k]||^2`` over every parameter ``k`` of ``x``; the dimensions before
+    ``start_dim`` (e.g. a seed dimension) are kept."""
+    return sum(0.5 * ((x[k] - target[k]) ** 2).flatten(start_dim).sum(-1) for k in x)
 
 
 def bmg_meta_loss(w: Params, x0: Params, rolls, feats, target: Params, match_roll: Rollout, hp: Hyper,

@@ -24,11 +24,13 @@ def band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
 
 
-def claim_verdict(diff: float, ci: float) -> str:
+def claim_verdict(diff: float, ci: float, better: str = "collects more reward than MG at equal K",
+                  worse: str = "collects less reward than MG at equal K") -> str:
+    """The verdict on "BMG beats MG" from BMG minus MG and its 95% half-width; ``better``/``worse`` say what."""
     if diff - ci > 0:
-        return "supported: BMG collects more reward than MG at equal K (95% interval above 0)"
+        return f"supported: BMG {better} (95% interval above 0)"
     if diff + ci < 0:
-        return "contradicted: BMG collects less reward than MG at equal K (95% interval below 0)"
+        return f"contradicted: BMG {worse} (95% interval below 0)"
     return "inconclusive: the 95% interval of the difference contains 0"
 
 
