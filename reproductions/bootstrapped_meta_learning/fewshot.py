@@ -371,11 +371,11 @@ def _per_seed_text(per_seed: dict[int, tuple[float, float]], signed: bool = Fals
     return ", ".join(f"seed {s} {fmt.format(m)} ± {ci:.2f}" for s, (m, ci) in per_seed.items())
 
 
-def interval_words(n_seeds: int) -> str:
-    """What a record's 95% interval is over."""
+def interval_words(n_seeds: int, of: str = "means") -> str:
+    """What a record's 95% interval is over (``of``: the seeds' ``means`` or ``differences``)."""
     if n_seeds == 1:
         return "95% interval over the test episodes (one training seed)"
-    return (f"95% interval: Student t over the {n_seeds} training seeds' means (each seed tested on its own "
+    return (f"95% interval: Student t over the {n_seeds} training seeds' {of} (each seed tested on its own "
             "episodes, so it covers both training runs and episode sampling)")
 
 
@@ -444,10 +444,11 @@ def write_all(config: dict, ctx: registry.RunContext, data, agents: list[Agent],
                       f"every agent). Value: the mean over the seeds of each seed's mean test accuracy; "
                       f"{interval_words(n)}. Per seed (± over its episodes): {_per_seed_text(a['per_seed'])}.")
         each = ", ".join(f"{r['train_seconds']:.0f}" for r in results[agent.name].values())
-        times = "" if n == 1 else f" (per seed: {each} s; the record's wall_time_s is the total over the seeds)"
-        notes = (f"{tested} Training took {a['train_seconds']:.1f} s of wall time{per}{times} "
-                 f"({a['train_seconds'] / a['iterations']:.2f} s per meta-iteration on one CPU thread, curve "
-                 f"evaluations excluded), the test {a['eval_seconds']:.1f} s{per}. The curve's test accuracy"
+        times = "" if n == 1 else f"per seed {each} s; "
+        total = "" if n == 1 else " The record's wall_time_s is the total over the seeds."
+        notes = (f"{tested} Training took {a['train_seconds']:.1f} s of wall time{per} ({times}"
+                 f"{a['train_seconds'] / a['iterations']:.2f} s per meta-iteration on one CPU thread, curve "
+                 f"evaluations excluded), the test {a['eval_seconds']:.1f} s{per}.{total} The curve's test accuracy"
                  f"{'' if n == 1 else ' (mean over the seeds)'} uses other test episodes "
                  f"({tr.get('curve_episodes', 0)} each) and never chose a model. {base_notes}{provenance}")
         written.append(recording.write_record(
@@ -465,7 +466,8 @@ def write_all(config: dict, ctx: registry.RunContext, data, agents: list[Agent],
             how = "paired by test episode"
         else:
             how = (f"paired by test episode within each training seed, then averaged over the {n} seeds; "
-                   f"{interval_words(n)}. Per seed (± over its episodes): {_per_seed_text(c['per_seed'], True)}")
+                   f"{interval_words(n, 'differences')}. Per seed (± over its episodes): "
+                   f"{_per_seed_text(c['per_seed'], True)}")
         notes = (f"Claim: BMG beats the K-step meta-gradient {kind}. Verdict: {c['verdict']}. Difference of test "
                  f"accuracy (percentage points), {how}. Training wall time{per}: {c['bmg']} "
                  f"{bmg['train_seconds']:.1f} s, {c['mg']} {mg['train_seconds']:.1f} s (one CPU thread, the same number "
