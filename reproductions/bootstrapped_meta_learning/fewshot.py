@@ -362,7 +362,8 @@ def claim(results: dict, bmg: str, mg: str) -> dict:
             raise ValueError(f"claims: {bmg} and {mg} were tested on different numbers of episodes (seed {seed})")
         per_seed[seed] = recording.mean_ci95(a - b)
     diff, ci = over_seeds(per_seed)
-    verdict = claim_verdict(diff, ci, f"has a higher test accuracy than MG ({mg})", f"has a lower test accuracy than MG ({mg})")
+    verdict = claim_verdict(diff, ci, f"has a higher test accuracy than MG ({mg})",
+                            f"has a lower test accuracy than MG ({mg})")
     return {"bmg": bmg, "mg": mg, "diff": float(diff), "ci": float(ci), "verdict": verdict, "per_seed": per_seed}
 
 
@@ -470,8 +471,8 @@ def write_all(config: dict, ctx: registry.RunContext, data, agents: list[Agent],
                    f"{_per_seed_text(c['per_seed'], True)}")
         notes = (f"Claim: BMG beats the K-step meta-gradient {kind}. Verdict: {c['verdict']}. Difference of test "
                  f"accuracy (percentage points), {how}. Training wall time{per}: {c['bmg']} "
-                 f"{bmg['train_seconds']:.1f} s, {c['mg']} {mg['train_seconds']:.1f} s (one CPU thread, the same number "
-                 f"of meta-iterations). No paper number is attached (the paper's are on MiniImageNet). "
+                 f"{bmg['train_seconds']:.1f} s, {c['mg']} {mg['train_seconds']:.1f} s (one CPU thread, the same "
+                 f"number of meta-iterations). No paper number is attached (the paper's are on MiniImageNet). "
                  f"{base_notes}{provenance}")
         written.append(recording.write_record(
             results_dir, f"{prefix}claim_{c['bmg']}_vs_{c['mg']}", device=bmg["device"],
@@ -512,14 +513,15 @@ def summary(config: dict, ctx: registry.RunContext, agents: list[Agent], results
                           alpha=0.35, color=line.get_color())
         right.errorbar([a["train_seconds"] / 60], [a["value"]], [a["ci"]], marker="o", capsize=3,
                        color=line.get_color(), label=agent.describe())
-    curve_what = "" if n == 1 else f"mean over {n} seeds (thin: each seed), "
+    curve_what = "" if n == 1 else f", mean over {n} seeds (thin: each seed)"
     left.set_xlabel("meta-iteration")
-    left.set_ylabel(f"test accuracy (%), {curve_what}curve episodes ({config['train'].get('curve_episodes', 0)} each)",
-                    fontsize=8 if n > 1 else None)
+    left.set_ylabel("test accuracy (%)")
+    left.set_title(f"learning curve{curve_what}; {config['train'].get('curve_episodes', 0)} other test episodes per "
+                   "point", fontsize=8)
     right.set_xlabel(f"training wall time (minutes, one CPU thread{'' if n == 1 else ', mean over seeds'})")
-    right.set_ylabel(f"final test accuracy (%), {config['eval']['episodes']} episodes"
-                     f"{'' if n == 1 else ' per seed'}, 95% CI{'' if n == 1 else f' over {n} seeds'}",
-                     fontsize=8 if n > 1 else None)
+    right.set_ylabel("final test accuracy (%)")
+    right.set_title(f"{config['eval']['episodes']} test episodes{'' if n == 1 else ' per seed'}; mean ± 95% CI over "
+                    f"{'episodes' if n == 1 else f'{n} seeds'}", fontsize=8)
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
