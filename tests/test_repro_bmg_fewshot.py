@@ -1,7 +1,8 @@
 """BMG's few-shot (MAML-style) experiment on Omniglot: the MG and BMG meta-gradients on a small float64 copy of MAML's
 strided network and real Omniglot episodes (against central finite differences, against the project's MAML and a
 per-task loop, the paper's reduction of BMG to MG and where it stops holding, the stopped gradient at the target),
-the config checks, a smoke run on every available device, and the records of a miniature run."""
+the config checks, the training seeds (their jobs are those of single-seed runs; statistics over seeds against hand
+computation), a smoke run on every available device, and the records of miniature one- and two-seed runs."""
 
 from __future__ import annotations
 
@@ -225,6 +226,140 @@ def test_configs_dispatch_and_refuse_bad_agents_in_one_line():
         repro.run({**config, "experiment": "atari"}, registry.RunContext(config_name="x"))
 
 
+# ---------------------------------------------------------------- training seeds
+
+# The cache fingerprints of the recorded config's jobs (data_dir null: data from MLATLAS_DATA_DIR or the download),
+# as the single-seed code at d290adb computed them for `--set seed=s`: the recorded seed-0 run and the seed-1/2 runs
+# made with that code are read back from these caches. A config change that moves them invalidates those caches.
+RECORDED_FINGERPRINTS = {
+    0: {"mg_k1": "93598b534ee39ec8", "bmg_k1_l5": "590d32b8a649783c", "mg_k5": "30b077d9946f5aff"},
+    1: {"mg_k1": "4b7b812c83d5ef29", "bmg_k1_l5": "83744372b66eff19", "mg_k5": "47b53d572f56c272"},
+    2: {"mg_k1": "26f6782aaaa2a1bd", "bmg_k1_l5": "7b682821c84df351", "mg_k5": "7dd0a68d17251fb0"},
+}
+
+
+def test_each_seed_of_a_multi_seed_config_is_the_single_seed_job():
+    """Seed s of `seeds: [0, 1, 2]` trains exactly the job of a config with only `seed: s` (what `--set seed=s`
+    gives without `seeds`): the same job config, so the same fingerprint and cache file."""
+    _, config = registry.load_config(registry.get(NAME), "fewshot")
+    assert fewshot.seeds_of(config) == [0, 1, 2]
+    only_seed = {k: v for k, v in config.items() if k != "seeds"}
+    agents = fewshot.agents_of(config)
+    for s in (0, 1, 2):
+        single = registry.apply_overrides(only_seed, [f"seed={s}"])
+        assert "seeds" not in single and fewshot.seeds_of(single) == [s]
+        for agent in agents:
+            ours = fewshot.job_config(fewshot.seed_config(config, s), agent)
+            theirs = fewshot.job_config(single, agent)
+            assert ours == theirs
+            fp = fewshot.job_fingerprint(ours)
+            assert fp == fewshot.job_fingerprint(theirs) == RECORDED_FINGERPRINTS[s][agent.name]
+    # one seed of the config alone, as the README says to run it, is the same job too
+    alone = registry.apply_overrides(config, ["seeds=[1]"])
+    assert fewshot.seeds_of(alone) == [1]
+    assert fewshot.job_fingerprint(fewshot.job_config(fewshot.seed_config(alone, 1), agents[1])) == \
+        RECORDED_FINGERPRINTS[1]["bmg_k1_l5"]
+    # the smoke config has no seeds: `seed` (and --set seed=N) chooses its one seed
+    _, smoke = registry.load_config(registry.get(NAME), "fewshot_smoke")
+    assert fewshot.seeds_of(smoke) == [0]
+    assert fewshot.seeds_of(registry.apply_overrides(smoke, ["seed=3"])) == [3]
+    for bad, words in [([0, 0], "repeats a seed"), (3, "a list of integer"), ([], "a list of integer"),
+                       (["a"], "a list of integer")]:
+        with pytest.raises(registry.RegistryError, match=words):
+            fewshot.seeds_of({**config, "seeds": bad})
+
+
+T2 = 4.302652729749462  # Student t, 97.5% quantile, 2 degrees of freedom (3 values)
+
+
+def job(accs: list[float], train_seconds: float = 100.0, curve: list | None = None) -> dict:
+    """A finished job as the run caches it (only what the statistics read)."""
+    return {"accs": accs, "train_seconds": train_seconds, "eval_seconds": 2.0, "iterations": 50, "test_steps": 3,
+            "device": "cpu", "commit": "abc", "curve": curve or [{"iteration": 50, "test_acc_pct": 50.0}]}
+
+
+def synthetic() -> dict:
+    """Three seeds of a BMG and an MG agent, three test episodes per seed (each seed its own episodes)."""
+    return {
+        "bmg": {0: job([80, 90, 100], 100, [{"iteration": 0, "test_acc_pct": 20.0, "train_loss": 1.0},
+                                            {"iteration": 50, "test_acc_pct": 60.0}]),
+                1: job([70, 80, 90], 110, [{"iteration": 0, "test_acc_pct": 30.0},
+                                           {"iteration": 50, "test_acc_pct": 70.0},
+                                           {"iteration": 100, "test_acc_pct": 99.0}]),
+                2: job([85, 95, 90], 120, [{"iteration": 0, "test_acc_pct": 40.0},
+                                           {"iteration": 50, "test_acc_pct": 80.0}])},
+        "mg": {0: job([70, 90, 95], 40), 1: job([70, 70, 90], 50), 2: job([85, 85, 80], 60)},
+    }
+
+
+def test_statistics_over_seeds_against_hand_computation():
+    results = synthetic()
+    a = fewshot.aggregate(results["bmg"])
+    # seed means 90, 80, 90: mean 86.67, sd 10/sqrt(3), half-width t * sd / sqrt(3) = t * 10 / 3
+    assert [m for m, _ in a["per_seed"].values()] == pytest.approx([90, 80, 90])
+    assert a["value"] == pytest.approx(260 / 3) and a["ci"] == pytest.approx(T2 * 10 / 3, rel=1e-9)
+    assert a["per_seed"][0][1] == pytest.approx(T2 * 10 / np.sqrt(3), rel=1e-9)  # seed 0 alone: over its episodes
+    assert a["train_seconds"] == pytest.approx(110) and a["total_seconds"] == pytest.approx(330 + 6)
+    assert a["n_eval_tasks"] == 9 and a["episodes"] == 3
+    # the curve: mean over seeds where every seed has a point (iteration 100 only in seed 1)
+    assert a["curve"] == [{"iteration": 0, "test_acc_pct": pytest.approx(30.0)},
+                          {"iteration": 50, "test_acc_pct": pytest.approx(70.0)}]
+    # the claim: paired by episode within each seed (differences 10,0,5 / 0,10,0 / 0,10,10: means 5, 10/3, 20/3),
+    # then mean 5 and half-width t * (5/3) / sqrt(3) over the three seeds' differences
+    c = fewshot.claim(results, "bmg", "mg")
+    assert [d for d, _ in c["per_seed"].values()] == pytest.approx([5, 10 / 3, 20 / 3])
+    assert c["diff"] == pytest.approx(5) and c["ci"] == pytest.approx(T2 * 5 / 3 / np.sqrt(3), rel=1e-9)
+    assert c["verdict"].startswith("supported")  # 5 - 4.14 > 0
+    # not the interval of all nine episode differences pooled (that one would be narrower, 8 degrees of freedom)
+    pooled = np.subtract([80, 90, 100, 70, 80, 90, 85, 95, 90], [70, 90, 95, 70, 70, 90, 85, 85, 80])
+    assert c["ci"] != pytest.approx(2.306004135204 * pooled.std(ddof=1) / 3, rel=1e-3)
+
+
+def test_one_seed_falls_back_to_the_interval_over_episodes():
+    results = {name: {0: runs[0]} for name, runs in synthetic().items()}
+    a = fewshot.aggregate(results["bmg"])
+    assert a["value"] == pytest.approx(90) and a["ci"] == pytest.approx(T2 * 10 / np.sqrt(3), rel=1e-9)
+    assert a["curve"] == [{"iteration": 0, "test_acc_pct": 20.0}, {"iteration": 50, "test_acc_pct": 60.0}]
+    assert a["train_seconds"] == 100 and a["total_seconds"] == 102
+    c = fewshot.claim(results, "bmg", "mg")  # differences 10, 0, 5: mean 5, sd 5
+    assert c["diff"] == pytest.approx(5) and c["ci"] == pytest.approx(T2 * 5 / np.sqrt(3), rel=1e-9)
+    assert c["verdict"].startswith("inconclusive")  # 5 - 12.4 < 0 < 5 + 12.4
+    results["mg"][0]["accs"] = [70, 90]
+    with pytest.raises(ValueError, match="different numbers of episodes"):
+        fewshot.claim(results, "bmg", "mg")
+
+
+def test_records_and_summary_of_three_seeds(tmp_path):
+    """The records of synthetic three-seed results: validated, n_seeds 3, the aggregate value and interval, the
+    per-seed values in the notes and the table, the seeds in the budget."""
+    _, config = registry.load_config(registry.get(NAME), "fewshot")
+    config = {**config, "claims": [["bmg", "mg"]]}
+    agents = [fewshot.Agent("bmg", "bmg", K=1, L=5), fewshot.Agent("mg", "mg", K=1)]
+    results = synthetic()
+    claims = [fewshot.claim(results, "bmg", "mg")]
+    ctx = registry.RunContext(config_name="fewshot", root=ROOT, command=f"mlatlas repro run {NAME} --config fewshot")
+    fewshot.write_all(config, ctx, fewshot.described("vinyals_trainval"), agents, results, claims, tmp_path)
+    bmg = ResultRecord.model_validate(yaml.safe_load((tmp_path / "fewshot_bmg.yaml").read_text()))
+    assert bmg.n_seeds == 3 and bmg.value == 86.67 and bmg.ci95 == round(T2 * 10 / 3, 2)
+    assert bmg.n_eval_tasks == 9 and bmg.protocol["test_episodes"] == 3
+    assert "3 training seeds" in bmg.budget and "(0, 1, 2)" in bmg.budget
+    assert "Student t over the 3 training seeds' means" in bmg.notes
+    assert "seed 0 90.00 ± 24.84, seed 1 80.00 ± 24.84, seed 2 90.00 ± 12.42" in bmg.notes
+    assert "110.0 s of wall time per seed, mean over the seeds (per seed 100, 110, 120 s;" in bmg.notes
+    assert bmg.environment.wall_time_s == 336.0  # the total over the seeds
+    assert (tmp_path / "fewshot_bmg.csv").read_text().splitlines()[1:] == ["0,30.0", "50,70.0"]
+    c = ResultRecord.model_validate(yaml.safe_load((tmp_path / "fewshot_claim_bmg_vs_mg.yaml").read_text()))
+    assert c.n_seeds == 3 and c.value == 5.0 and c.ci95 == round(T2 * 5 / 3 / np.sqrt(3), 2)
+    assert "Verdict: supported" in c.notes and "Student t over the 3 training seeds' differences" in c.notes
+    assert "seed 0 +5.00 ± 12.42, seed 1 +3.33 ± 14.34, seed 2 +6.67 ± 14.34" in c.notes
+    assert verdict(c).kind == "no paper number"
+    table = (tmp_path / "fewshot_summary.md").read_text()
+    assert "| agent | seed 0 | seed 1 | seed 2 | test accuracy (%), mean over seeds |" in table
+    assert "| 90.00 ± 24.84 | 80.00 ± 24.84 | 90.00 ± 12.42 | 86.67 ± 14.34 | 3 | 110 | 2.20 |" in table
+    assert "| bmg vs mg | +5.00 ± 12.42 | +3.33 ± " in table and "| +5.00 ± 4.14 | supported" in table
+    assert (tmp_path / "fewshot_summary.png").read_bytes()[:4] == b"\x89PNG"
+
+
 # ---------------------------------------------------------------- runs
 
 
@@ -247,7 +382,7 @@ def test_fewshot_smoke_run_on_every_available_device(device, tmp_path, capsys, m
     assert code == 0, out
     for name in ("mg_k1", "bmg_k1_l2", "bmg_k2_l1_euclid"):
         assert f"{name}_acc_pct:" in out and f"{name}_train_seconds:" in out
-        assert (tmp_path / "runs" / NAME / "fewshot_smoke" / f"fewshot_{name}.pt").exists()
+        assert (tmp_path / "runs" / NAME / "fewshot_smoke" / f"fewshot_{name}_seed0.pt").exists()
     assert "bmg_k1_l2_minus_mg_k1_acc_pct:" in out
     assert results_snapshot() == before  # a smoke run writes no record
 
@@ -295,3 +430,51 @@ def test_records_summary_and_cache_of_a_miniature_run(tmp_path, monkeypatch):
     again = (out / "fewshot_smoke_mg_k1.yaml").read_text()
     assert again.split("environment:")[0] == first.split("environment:")[0]
     assert "read back from the run's cache" not in yaml.safe_load(again)["notes"]
+
+
+@needs_full
+def test_a_two_seed_miniature_run_records_over_seeds_and_shares_its_jobs_with_single_seed_runs(tmp_path, monkeypatch):
+    out = tmp_path / "results"
+    monkeypatch.setattr(fewshot, "RESULTS_DIR", out)
+    monkeypatch.setenv("MLATLAS_DATA_DIR", str(tmp_path))
+    standard_omniglot_folder(tmp_path).rename(tmp_path / "omniglot")
+    name, smoke = registry.load_config(registry.get(NAME), "fewshot_smoke")
+    config = {**smoke, "seeds": [0, 1], "agents": smoke["agents"][:2]}  # mg_k1 and bmg_k1_l2, one claim
+    ctx = registry.RunContext(config_name=name, work_dir=tmp_path / "runs", root=ROOT, progress=False,
+                              command=f"mlatlas repro run {NAME} --config fewshot_smoke")
+    metrics = fewshot.run(config, ctx)
+    folder = tmp_path / "runs" / NAME / name
+    jobs = {}  # (agent, seed) -> its cached job, found by the single-seed fingerprint
+    for agent in fewshot.agents_of(config):
+        for s in (0, 1):
+            fp = fewshot.job_fingerprint(fewshot.job_config({**smoke, "seed": s}, agent))
+            jobs[agent.name, s] = json.loads((folder / f"fewshot_{agent.name}_{fp}.json").read_text())
+            assert (folder / f"fewshot_{agent.name}_seed{s}.pt").exists()  # one checkpoint per seed
+    assert len(list(folder.glob("fewshot_*.json"))) == 4
+    assert jobs["mg_k1", 0]["accs"] != jobs["mg_k1", 1]["accs"]  # other training and other test episodes
+    seed_means = {s: float(np.mean(jobs["bmg_k1_l2", s]["accs"])) for s in (0, 1)}
+    assert metrics["bmg_k1_l2_acc_pct_seed0"] == pytest.approx(seed_means[0])
+    assert metrics["bmg_k1_l2_acc_pct"] == pytest.approx((seed_means[0] + seed_means[1]) / 2)
+    diffs = [np.mean(np.subtract(jobs["bmg_k1_l2", s]["accs"], jobs["mg_k1", s]["accs"])) for s in (0, 1)]
+    assert metrics["bmg_k1_l2_minus_mg_k1_acc_pct"] == pytest.approx(np.mean(diffs))
+    assert metrics["mg_k1_train_seconds"] == pytest.approx(
+        (jobs["mg_k1", 0]["train_seconds"] + jobs["mg_k1", 1]["train_seconds"]) / 2)
+    stems = {p.stem for p in out.glob("*.yaml")}
+    assert stems == {"fewshot_smoke_mg_k1", "fewshot_smoke_bmg_k1_l2", "fewshot_smoke_claim_bmg_k1_l2_vs_mg_k1"}
+    for path in out.glob("*.yaml"):
+        record = ResultRecord.model_validate(yaml.safe_load(path.read_text()))
+        assert record.n_seeds == 2 and record.n_eval_tasks == 6 and record.protocol["test_episodes"] == 3
+        assert "2 training seeds (0, 1)" in record.budget and "Student t over the 2 training seeds'" in record.notes
+    claim = yaml.safe_load((out / "fewshot_smoke_claim_bmg_k1_l2_vs_mg_k1.yaml").read_text())
+    half = 12.706204736174694 * abs(diffs[0] - diffs[1]) / 2  # t(1) * sd / sqrt(2), sd = |d0 - d1| / sqrt(2)
+    assert claim["value"] == pytest.approx(round(float(np.mean(diffs)), 2)) and claim["ci95"] == pytest.approx(
+        round(half, 2))
+    assert "| seed 0 | seed 1 |" in (out / "fewshot_smoke_summary.md").read_text()
+    # A second run reads every job from the cache (no image is read), and so does a single-seed run of seed 1.
+    monkeypatch.setattr(std, "load_standard", lambda *a, **k: pytest.fail("images read although every job is cached"))
+    assert fewshot.run(config, ctx) == metrics
+    quiet = registry.RunContext(config_name=name, work_dir=tmp_path / "runs", root=ROOT, progress=False,
+                                write_record=False)
+    alone = fewshot.run({**config, "seeds": None, "seed": 1}, quiet)
+    assert alone["bmg_k1_l2_acc_pct"] == pytest.approx(seed_means[1])
+    assert alone["bmg_k1_l2_minus_mg_k1_acc_pct"] == pytest.approx(diffs[1])

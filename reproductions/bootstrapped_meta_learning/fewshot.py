@@ -16,6 +16,13 @@ check it). Every agent meta-trains on the standard Omniglot protocol (:mod:`repr
 through the shared episodic loop (:func:`omniglot_benchmark.train_one`: one episode at a time, so batch norm's
 batch statistics stay per task; checkpoints, exact resume), then is tested on the same 5-way 1-shot episodes of the
 423 test characters. A finished agent is cached with the commit it ran at.
+
+With ``seeds`` (a list; default ``[seed]``) every agent is trained once per training seed; seed ``s`` trains and
+tests exactly as a config with ``seed: s`` alone (its own test episodes, drawn with ``s + 1000``), so its cached job
+is shared with single-seed runs. Each agent's value is the mean over the seeds of each seed's mean test accuracy,
+with a Student-t interval over those seed means; a claim is the BMG minus MG difference paired by episode within
+each seed, then averaged over the seeds with a Student-t interval over the seeds' differences. With one seed both
+intervals are over the test episodes.
 """
 
 from __future__ import annotations
@@ -163,6 +170,24 @@ def test_steps(agent: Agent, config: dict) -> int:
     return max(agent.K, int(config["method"]["test_steps"]))
 
 
+def seeds_of(config: dict) -> list[int]:
+    """The training seeds: ``seeds`` (a list of distinct integers) or, when it is absent or null, ``[seed]``."""
+    seeds = config.get("seeds")
+    if seeds is None:
+        return [int(config["seed"])]
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise registry.RegistryError(f"seeds: a list of integer training seeds (e.g. [0, 1, 2]), not {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise registry.RegistryError(f"seeds: {seeds} repeats a seed")
+    return list(seeds)
+
+
+def seed_config(config: dict, seed: int) -> dict:
+    """The config of one training seed: exactly a config with ``seed: seed`` and no ``seeds``, so that its jobs (and
+    their fingerprints and caches) are those of a single-seed run of that seed."""
+    return {**{k: v for k, v in config.items() if k != "seeds"}, "seed": seed}
+
+
 def job_config(config: dict, agent: Agent) -> dict:
     """The config one agent trains with: ``method`` carries its meta-objective (and so its checkpoint fingerprint)."""
     m = {**config["method"], "train_steps": agent.K, "test_steps": test_steps(agent, config),
@@ -172,6 +197,11 @@ def job_config(config: dict, agent: Agent) -> dict:
     else:
         m.pop("target_lr", None)
     return {**config, "method": m}
+
+
+def job_fingerprint(job: dict) -> str:
+    """What a finished job's result depends on (its cache file is ``fewshot_<agent>_<fingerprint>.json``)."""
+    return registry.fingerprint({k: job[k] for k in ("seed", "method", "train", "eval", "data")})
 
 
 class FewShotLearner(OmniglotMAML):
@@ -217,7 +247,7 @@ def _curve_point(learner: FewShotLearner, data, config: dict, device):
 
 
 def run(config: dict, ctx: registry.RunContext) -> dict[str, float]:
-    agents = agents_of(config)
+    agents, seeds = agents_of(config), seeds_of(config)
     torch.set_num_threads(int(config.get("threads", 1)))
     device = pick_device(ctx.device)
     data_cfg, ev = config["data"], config["eval"]
@@ -232,42 +262,45 @@ def run(config: dict, ctx: registry.RunContext) -> dict[str, float]:
         return loaded[0]
 
     folder = Path(ctx.work_dir) / NAME / ctx.config_name
-    results: dict[str, dict] = {}
-    for agent in agents:
-        job = job_config(config, agent)
-        fp = registry.fingerprint({k: job[k] for k in ("seed", "method", "train", "eval", "data")})
-        cache = folder / f"fewshot_{agent.name}_{fp}.json"
-        if cache.exists() and not ctx.fresh and not ctx.eval_only:
-            results[agent.name] = json.loads(cache.read_text(encoding="utf-8"))
-            continue
-        data = data_of()
-        learner = FewShotLearner(agent)
-        model, state = train_one(learner, NAME, job, ctx, f"fewshot_{agent.name}", device, data.train,
-                                 _curve_point(learner, data, config, device),
-                                 prepare=lambda m: omniglot_standard._channels_last(m, device))
-        start = time.perf_counter()
-        accs = heldout_accuracy(learner, model, data.test, n_way, k_shot, ev["n_query"], ev["episodes"],
-                                config["seed"] + 1000, device)
-        curve_seconds = sum(row.get("curve_seconds", 0.0) for row in state.curve)
-        results[agent.name] = {
-            "agent": asdict(agent), "accs": accs, "test_steps": test_steps(agent, config),
-            "curve": [{k: v for k, v in row.items() if k != "curve_seconds"} for row in state.curve],
-            "train_seconds": state.seconds - curve_seconds, "iterations": state.iteration,
-            "eval_seconds": time.perf_counter() - start, "device": str(device),
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "commit": recording.git_commit(ctx.root, CODE_PATHS),  # a cached job keeps where it ran
-        }
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        recording._atomic_write(cache, json.dumps(results[agent.name]).encode())
+    results: dict[str, dict[int, dict]] = {agent.name: {} for agent in agents}  # agent -> seed -> its job
+    for seed in seeds:
+        single = seed_config(config, seed)
+        for agent in agents:
+            job = job_config(single, agent)
+            cache = folder / f"fewshot_{agent.name}_{job_fingerprint(job)}.json"
+            if cache.exists() and not ctx.fresh and not ctx.eval_only:
+                results[agent.name][seed] = json.loads(cache.read_text(encoding="utf-8"))
+                continue
+            data = data_of()
+            learner = FewShotLearner(agent)
+            model, state = train_one(learner, NAME, job, ctx, f"fewshot_{agent.name}_seed{seed}", device, data.train,
+                                     _curve_point(learner, data, single, device),
+                                     prepare=lambda m: omniglot_standard._channels_last(m, device))
+            start = time.perf_counter()
+            accs = heldout_accuracy(learner, model, data.test, n_way, k_shot, ev["n_query"], ev["episodes"],
+                                    seed + 1000, device)
+            curve_seconds = sum(row.get("curve_seconds", 0.0) for row in state.curve)
+            results[agent.name][seed] = {
+                "agent": asdict(agent), "accs": accs, "test_steps": test_steps(agent, config),
+                "curve": [{k: v for k, v in row.items() if k != "curve_seconds"} for row in state.curve],
+                "train_seconds": state.seconds - curve_seconds, "iterations": state.iteration,
+                "eval_seconds": time.perf_counter() - start, "device": str(device),
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "commit": recording.git_commit(ctx.root, CODE_PATHS),  # a cached job keeps where it ran
+            }
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            recording._atomic_write(cache, json.dumps(results[agent.name][seed]).encode())
     claims = [claim(results, bmg, mg) for bmg, mg in config.get("claims") or []]
     if ctx.write_record:
         data = loaded[0] if loaded else described(data_cfg["split"])
         write_all(config, ctx, data, agents, results, claims)
     metrics = {}
     for agent in agents:
-        r = results[agent.name]
-        metrics[f"{agent.name}_acc_pct"] = float(np.mean(r["accs"]))
-        metrics[f"{agent.name}_train_seconds"] = float(r["train_seconds"])
+        a = aggregate(results[agent.name])
+        metrics[f"{agent.name}_acc_pct"] = a["value"]
+        metrics[f"{agent.name}_train_seconds"] = a["train_seconds"]
+        if len(seeds) > 1:
+            metrics.update({f"{agent.name}_acc_pct_seed{s}": m for s, (m, _) in a["per_seed"].items()})
     for c in claims:
         metrics[f"{c['bmg']}_minus_{c['mg']}_acc_pct"] = c["diff"]
     return metrics
@@ -281,41 +314,107 @@ def described(split: str) -> omniglot_standard.StandardData:
     return omniglot_standard.StandardData(split, None, None, None, characters=counts)
 
 
+# --------------------------------------------------------------------------------------------------
+# Statistics over episodes and seeds
+# --------------------------------------------------------------------------------------------------
+
+
+def over_seeds(per_seed: dict[int, tuple[float, float]]) -> tuple[float, float]:
+    """The value and 95% half-width from each seed's (mean, interval over its episodes): with one seed that seed's
+    own (over episodes); with several, the mean of the seeds' means and the Student-t interval over them (each seed
+    has its own test episodes, so the spread of its mean includes their sampling)."""
+    if len(per_seed) == 1:
+        return next(iter(per_seed.values()))
+    return recording.mean_ci95([m for m, _ in per_seed.values()])
+
+
+def mean_curve(curves: list[list[dict]]) -> list[dict[str, float]]:
+    """The learning curve's test accuracy averaged over the seeds at each iteration that every seed evaluated."""
+    points = [{row["iteration"]: row["test_acc_pct"] for row in curve if "test_acc_pct" in row} for curve in curves]
+    common = [it for it in points[0] if all(it in p for p in points[1:])]
+    return [{"iteration": it, "test_acc_pct": float(np.mean([p[it] for p in points]))} for it in common]
+
+
+def aggregate(runs: dict[int, dict]) -> dict:
+    """One agent over its training seeds (``runs``: seed -> that seed's job): each seed's mean test accuracy with its
+    interval over episodes, the value and interval over seeds (:func:`over_seeds`), the training and test wall times
+    as means over the seeds (and their total), and the mean learning curve."""
+    per_seed = {seed: recording.mean_ci95(r["accs"]) for seed, r in runs.items()}
+    value, ci = over_seeds(per_seed)
+    first = next(iter(runs.values()))
+    return {"value": float(value), "ci": float(ci), "per_seed": per_seed,
+            "train_seconds": float(np.mean([r["train_seconds"] for r in runs.values()])),
+            "eval_seconds": float(np.mean([r["eval_seconds"] for r in runs.values()])),
+            "total_seconds": float(sum(r["train_seconds"] + r["eval_seconds"] for r in runs.values())),
+            "iterations": first["iterations"], "test_steps": first["test_steps"],
+            "episodes": len(first["accs"]), "n_eval_tasks": sum(len(r["accs"]) for r in runs.values()),
+            "device": ", ".join(sorted({r["device"] for r in runs.values()})),
+            "curve": mean_curve([r["curve"] for r in runs.values()])}
+
+
 def claim(results: dict, bmg: str, mg: str) -> dict:
-    """BMG minus MG test accuracy, paired by episode (every agent is tested on the same episodes)."""
-    a, b = np.asarray(results[bmg]["accs"]), np.asarray(results[mg]["accs"])
-    if a.shape != b.shape:
-        raise ValueError(f"claims: {bmg} and {mg} were tested on different numbers of episodes")
-    diff, ci = recording.mean_ci95(a - b)
-    verdict = claim_verdict(diff, ci, f"has a higher test accuracy than MG ({mg})", f"has a lower test accuracy than MG ({mg})")
-    return {"bmg": bmg, "mg": mg, "diff": float(diff), "ci": float(ci), "verdict": verdict}
+    """BMG minus MG test accuracy, paired by episode within each seed (every agent is tested on the same episodes
+    of a seed); over several seeds the mean of the seeds' differences with a Student-t interval over them."""
+    per_seed = {}
+    for seed, run in results[bmg].items():
+        a, b = np.asarray(run["accs"]), np.asarray(results[mg][seed]["accs"])
+        if a.shape != b.shape:
+            raise ValueError(f"claims: {bmg} and {mg} were tested on different numbers of episodes (seed {seed})")
+        per_seed[seed] = recording.mean_ci95(a - b)
+    diff, ci = over_seeds(per_seed)
+    verdict = claim_verdict(diff, ci, f"has a higher test accuracy than MG ({mg})",
+                            f"has a lower test accuracy than MG ({mg})")
+    return {"bmg": bmg, "mg": mg, "diff": float(diff), "ci": float(ci), "verdict": verdict, "per_seed": per_seed}
+
+
+def _per_seed_text(per_seed: dict[int, tuple[float, float]], signed: bool = False) -> str:
+    fmt = "{:+.2f}" if signed else "{:.2f}"
+    return ", ".join(f"seed {s} {fmt.format(m)} ± {ci:.2f}" for s, (m, ci) in per_seed.items())
+
+
+def interval_words(n_seeds: int, of: str = "means") -> str:
+    """What a record's 95% interval is over (``of``: the seeds' ``means`` or ``differences``)."""
+    if n_seeds == 1:
+        return "95% interval over the test episodes (one training seed)"
+    return (f"95% interval: Student t over the {n_seeds} training seeds' {of} (each seed tested on its own "
+            "episodes, so it covers both training runs and episode sampling)")
+
+
+# --------------------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------------------
 
 
 def budget_of(config: dict) -> str:
-    tr, m = config["train"], config["method"]
+    tr, m, seeds = config["train"], config["method"], seeds_of(config)
+    said = "one training seed" if len(seeds) == 1 else f"{len(seeds)} training seeds"
     return (f"{tr['iterations']:,} meta-iterations of {tr['meta_batch']} episodes of {tr['n_way']}-way "
-            f"{tr['k_shot']}-shot ({tr['n_query']} queries per class) per agent (MAML's Omniglot run: 60,000), "
-            f"{m['channels']} channels, Adam {tr['lr']}, one training seed ({config['seed']}), "
+            f"{tr['k_shot']}-shot ({tr['n_query']} queries per class) per agent and seed (MAML's Omniglot run: "
+            f"60,000), {m['channels']} channels, Adam {tr['lr']}, {said} ({', '.join(map(str, seeds))}), "
             f"{config.get('threads', 1)} CPU thread on a shared 2-core machine")
 
 
 def write_all(config: dict, ctx: registry.RunContext, data, agents: list[Agent], results: dict, claims: list[dict],
               results_dir: Path | None = None) -> list[Path]:
     """One record per agent (test accuracy, learning curve), one per claim, the summary table and figure, all
-    prefixed with the config's name (``fewshot_*``)."""
+    prefixed with the config's name (``fewshot_*``). ``results``: agent -> seed -> that seed's job."""
     results_dir = results_dir or RESULTS_DIR
     tr, ev, m, rec = config["train"], config["eval"], config["method"], config["record"]
     n_way, k_shot = ev["setting"]
+    seeds = seeds_of(config)
+    n = len(seeds)
     prefix = f"{ctx.config_name}_"
     commit = recording.git_commit(ctx.root, CODE_PATHS)
-    provenance = recording.provenance((results[a.name].get("commit", "") for a in agents), commit)
+    provenance = recording.provenance((r.get("commit", "") for a in agents for r in results[a.name].values()), commit)
     common = dict(root=ctx.root, code_paths=CODE_PATHS, commit=commit, paper=rec["paper"], reproduction=NAME,
                   command=ctx.command or f"mlatlas repro run {NAME} --config {ctx.config_name}",
                   benchmark=f"Omniglot {n_way}-way {k_shot}-shot, MAML-style meta-learning of the initialisation "
                             "(standard protocol, test classes)",
-                  n_seeds=1, budget=budget_of(config))
+                  n_seeds=n, budget=budget_of(config))
     base_notes = " ".join(rec["notes"].split())
     by_name = {a.name: a for a in agents}
+    stats = {a.name: aggregate(results[a.name]) for a in agents}
+    per = "" if n == 1 else " per seed, mean over the seeds"
 
     def protocol(agent: Agent | None, n_episodes: int) -> dict:
         facts = {
@@ -336,37 +435,52 @@ def write_all(config: dict, ctx: registry.RunContext, data, agents: list[Agent],
 
     written = []
     for agent in agents:
-        r = results[agent.name]
-        value, ci = recording.mean_ci95(r["accs"])
-        curve = [{k: v for k, v in row.items() if k in ("iteration", "test_acc_pct")} for row in r["curve"]]
-        notes = (f"Training took {r['train_seconds']:.1f} s of wall time ({r['train_seconds'] / r['iterations']:.2f} s "
-                 f"per meta-iteration on one CPU thread, curve evaluations excluded), the test {r['eval_seconds']:.1f} s. The last model "
-                 f"is tested ({r['test_steps']} inner steps) on the same {len(r['accs'])} episodes as every other "
-                 f"agent; 95% interval over episodes. The curve's test accuracy uses other test episodes "
+        a = stats[agent.name]
+        if n == 1:
+            tested = (f"The last model is tested ({a['test_steps']} inner steps) on the same {a['episodes']} episodes "
+                      f"as every other agent; {interval_words(n)}.")
+        else:
+            tested = (f"Training seeds {', '.join(map(str, seeds))}: each seed's last model is tested "
+                      f"({a['test_steps']} inner steps) on {a['episodes']} test episodes of that seed (the same for "
+                      f"every agent). Value: the mean over the seeds of each seed's mean test accuracy; "
+                      f"{interval_words(n)}. Per seed (± over its episodes): {_per_seed_text(a['per_seed'])}.")
+        each = ", ".join(f"{r['train_seconds']:.0f}" for r in results[agent.name].values())
+        times = "" if n == 1 else f"per seed {each} s; "
+        total = "" if n == 1 else " The record's wall_time_s is the total over the seeds."
+        notes = (f"{tested} Training took {a['train_seconds']:.1f} s of wall time{per} ({times}"
+                 f"{a['train_seconds'] / a['iterations']:.2f} s per meta-iteration on one CPU thread, curve "
+                 f"evaluations excluded), the test {a['eval_seconds']:.1f} s{per}.{total} The curve's test accuracy"
+                 f"{'' if n == 1 else ' (mean over the seeds)'} uses other test episodes "
                  f"({tr.get('curve_episodes', 0)} each) and never chose a model. {base_notes}{provenance}")
         written.append(recording.write_record(
-            results_dir, f"{prefix}{agent.name}", device=r["device"],
-            wall_time_s=r["train_seconds"] + r["eval_seconds"], curve=curve if any(len(c) > 1 for c in curve) else None,
+            results_dir, f"{prefix}{agent.name}", device=a["device"], wall_time_s=a["total_seconds"],
+            curve=a["curve"] or None,
             setting=f"{agent.describe()}; trained on {tr['n_way']}-way {tr['k_shot']}-shot episodes, "
-                    f"{r['test_steps']} inner steps at test",
-            metric="accuracy", unit="%", higher_is_better=True, value=round(value, 2), ci95=round(ci, 2),
-            n_eval_tasks=len(r["accs"]), protocol=protocol(agent, len(r["accs"])), notes=notes[:2000], **common))
+                    f"{a['test_steps']} inner steps at test",
+            metric="accuracy", unit="%", higher_is_better=True, value=round(a["value"], 2), ci95=round(a["ci"], 2),
+            n_eval_tasks=a["n_eval_tasks"], protocol=protocol(agent, a["episodes"]), notes=notes[:2000], **common))
     for c in claims:
-        bmg, mg = results[c["bmg"]], results[c["mg"]]
+        bmg, mg = stats[c["bmg"]], stats[c["mg"]]
         kind = ("at equal K" if by_name[c["bmg"]].K == by_name[c["mg"]].K else
                 "against MG with a longer inner loop (the efficiency comparison)")
+        if n == 1:
+            how = "paired by test episode"
+        else:
+            how = (f"paired by test episode within each training seed, then averaged over the {n} seeds; "
+                   f"{interval_words(n, 'differences')}. Per seed (± over its episodes): "
+                   f"{_per_seed_text(c['per_seed'], True)}")
         notes = (f"Claim: BMG beats the K-step meta-gradient {kind}. Verdict: {c['verdict']}. Difference of test "
-                 f"accuracy (percentage points), paired by test episode. Training wall time: {c['bmg']} "
-                 f"{bmg['train_seconds']:.1f} s, {c['mg']} {mg['train_seconds']:.1f} s (one CPU thread, the same number "
-                 f"of meta-iterations). No paper number is attached (the paper's are on MiniImageNet). "
+                 f"accuracy (percentage points), {how}. Training wall time{per}: {c['bmg']} "
+                 f"{bmg['train_seconds']:.1f} s, {c['mg']} {mg['train_seconds']:.1f} s (one CPU thread, the same "
+                 f"number of meta-iterations). No paper number is attached (the paper's are on MiniImageNet). "
                  f"{base_notes}{provenance}")
         written.append(recording.write_record(
             results_dir, f"{prefix}claim_{c['bmg']}_vs_{c['mg']}", device=bmg["device"],
-            wall_time_s=bmg["train_seconds"] + bmg["eval_seconds"] + mg["train_seconds"] + mg["eval_seconds"],
+            wall_time_s=bmg["total_seconds"] + mg["total_seconds"],
             setting=f"{by_name[c['bmg']].describe()} minus {by_name[c['mg']].describe()}",
             metric="difference in test accuracy (BMG minus MG, paired by episode)", unit="pp", higher_is_better=True,
-            value=round(c["diff"], 2), ci95=round(c["ci"], 2), n_eval_tasks=len(bmg["accs"]),
-            protocol=protocol(None, len(bmg["accs"])), notes=notes[:2000], **common))
+            value=round(c["diff"], 2), ci95=round(c["ci"], 2), n_eval_tasks=bmg["n_eval_tasks"],
+            protocol=protocol(None, bmg["episodes"]), notes=notes[:2000], **common))
     text, png = summary(config, ctx, agents, results, claims)
     recording._atomic_write(results_dir / f"{prefix}summary.md", text.encode())
     recording._atomic_write(results_dir / f"{prefix}summary.png", png)
@@ -375,27 +489,39 @@ def write_all(config: dict, ctx: registry.RunContext, data, agents: list[Agent],
 
 def summary(config: dict, ctx: registry.RunContext, agents: list[Agent], results: dict,
             claims: list[dict]) -> tuple[str, bytes]:
-    """The table of agents and claims (markdown) and the figure: test accuracy over meta-iterations and against
-    training wall time."""
+    """The table of agents and claims (markdown; with several seeds a column per seed, then the aggregate) and the
+    figure: test accuracy over meta-iterations (the mean over seeds, each seed thin) and against training wall
+    time (the aggregate value and interval)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n_way, k_shot = config["eval"]["setting"]
+    seeds = seeds_of(config)
+    n = len(seeds)
+    stats = {a.name: aggregate(results[a.name]) for a in agents}
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
     for agent in agents:
-        r = results[agent.name]
-        rows = [row for row in r["curve"] if "test_acc_pct" in row]
-        (line,) = left.plot([row["iteration"] for row in rows], [row["test_acc_pct"] for row in rows], marker="o",
-                            markersize=3, label=agent.describe())
-        value, ci = recording.mean_ci95(r["accs"])
-        right.errorbar([r["train_seconds"] / 60], [value], [ci], marker="o", capsize=3, color=line.get_color(),
-                       label=agent.describe())
+        a = stats[agent.name]
+        (line,) = left.plot([row["iteration"] for row in a["curve"]], [row["test_acc_pct"] for row in a["curve"]],
+                            marker="o", markersize=3, label=agent.describe())
+        if n > 1:
+            for r in results[agent.name].values():
+                rows = [row for row in r["curve"] if "test_acc_pct" in row]
+                left.plot([row["iteration"] for row in rows], [row["test_acc_pct"] for row in rows], lw=0.7,
+                          alpha=0.35, color=line.get_color())
+        right.errorbar([a["train_seconds"] / 60], [a["value"]], [a["ci"]], marker="o", capsize=3,
+                       color=line.get_color(), label=agent.describe())
+    curve_what = "" if n == 1 else f", mean over {n} seeds (thin: each seed)"
     left.set_xlabel("meta-iteration")
-    left.set_ylabel(f"test accuracy (%), curve episodes ({config['train'].get('curve_episodes', 0)} each)")
-    right.set_xlabel("training wall time (minutes, one CPU thread)")
-    right.set_ylabel(f"final test accuracy (%), {config['eval']['episodes']} episodes, 95% CI")
+    left.set_ylabel("test accuracy (%)")
+    left.set_title(f"learning curve{curve_what}; {config['train'].get('curve_episodes', 0)} other test episodes per "
+                   "point", fontsize=8)
+    right.set_xlabel(f"training wall time (minutes, one CPU thread{'' if n == 1 else ', mean over seeds'})")
+    right.set_ylabel("final test accuracy (%)")
+    right.set_title(f"{config['eval']['episodes']} test episodes{'' if n == 1 else ' per seed'}; mean ± 95% CI over "
+                    f"{'episodes' if n == 1 else f'{n} seeds'}", fontsize=8)
     for ax in (left, right):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -405,18 +531,33 @@ def summary(config: dict, ctx: registry.RunContext, agents: list[Agent], results
     png = recording.figure_png(fig)
     plt.close(fig)
 
+    seed_heads = "".join(f" seed {s} |" for s in seeds) if n > 1 else ""
+    seed_rule = " ---: |" * n if n > 1 else ""
+    mean_of = "" if n == 1 else ", mean over seeds"
+    if n == 1:
+        test = (f"Test: the same {config['eval']['episodes']} episodes for every agent, {config['eval']['n_query']} "
+                "queries per class; mean ± 95% CI over episodes.")
+    else:
+        test = (f"Test: {config['eval']['episodes']} episodes per training seed (each seed its own, the same for every "
+                f"agent), {config['eval']['n_query']} queries per class. Seed columns: that seed's mean ± 95% CI over "
+                f"its episodes; the aggregate: the mean of the {n} seed means ± 95% Student-t CI over them. Claims "
+                "are paired by episode within a seed, then aggregated over the seeds the same way. Wall times are "
+                "means over the seeds.")
     lines = [f"<!-- Generated by `mlatlas repro run {NAME} --config {ctx.config_name}`; do not edit by hand. -->",
              f"# BMG vs MG, MAML-style, Omniglot {n_way}-way {k_shot}-shot: config `{ctx.config_name}`", "",
-             f"Budget: {budget_of(config)}. Test: the same {config['eval']['episodes']} episodes for every agent, "
-             f"{config['eval']['n_query']} queries per class; mean ± 95% CI over episodes.", "",
-             "| agent | test accuracy (%) | inner steps at test | training wall time (s) | s per meta-iteration |",
-             "| --- | ---: | ---: | ---: | ---: |"]
+             f"Budget: {budget_of(config)}. {test}", "",
+             f"| agent |{seed_heads} test accuracy (%){mean_of} | inner steps at test | training wall time "
+             f"(s{mean_of}) | s per meta-iteration |",
+             f"| --- |{seed_rule} ---: | ---: | ---: | ---: |"]
     for agent in agents:
-        r = results[agent.name]
-        value, ci = recording.mean_ci95(r["accs"])
-        lines.append(f"| {agent.describe()} | {value:.2f} ± {ci:.2f} | {r['test_steps']} | {r['train_seconds']:.0f} | "
-                     f"{r['train_seconds'] / r['iterations']:.2f} |")
+        a = stats[agent.name]
+        cells = "".join(f" {m:.2f} ± {ci:.2f} |" for m, ci in a["per_seed"].values()) if n > 1 else ""
+        lines.append(f"| {agent.describe()} |{cells} {a['value']:.2f} ± {a['ci']:.2f} | {a['test_steps']} | "
+                     f"{a['train_seconds']:.0f} | {a['train_seconds'] / a['iterations']:.2f} |")
     if claims:
-        lines += ["", "| claim | BMG minus MG (pp, paired by episode) | verdict |", "| --- | ---: | --- |"]
-        lines += [f"| {c['bmg']} vs {c['mg']} | {c['diff']:+.2f} ± {c['ci']:.2f} | {c['verdict']} |" for c in claims]
+        lines += ["", f"| claim |{seed_heads} BMG minus MG (pp, paired by episode{mean_of}) | verdict |",
+                  f"| --- |{seed_rule} ---: | --- |"]
+        for c in claims:
+            cells = "".join(f" {d:+.2f} ± {ci:.2f} |" for d, ci in c["per_seed"].values()) if n > 1 else ""
+            lines.append(f"| {c['bmg']} vs {c['mg']} |{cells} {c['diff']:+.2f} ± {c['ci']:.2f} | {c['verdict']} |")
     return "\n".join(lines) + "\n", png
