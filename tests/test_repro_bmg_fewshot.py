@@ -338,7 +338,7 @@ def test_records_and_summary_of_three_seeds(tmp_path):
     results = synthetic()
     claims = [fewshot.claim(results, "bmg", "mg")]
     ctx = registry.RunContext(config_name="fewshot", root=ROOT, command=f"mlatlas repro run {NAME} --config fewshot")
-    fewshot.write_all(config, ctx, fewshot.described("vinyals_trainval"), agents, results, claims, tmp_path)
+    fewshot.write_all(config, ctx, std.described("vinyals_trainval"), agents, results, claims, tmp_path)
     bmg = ResultRecord.model_validate(yaml.safe_load((tmp_path / "fewshot_bmg.yaml").read_text()))
     assert bmg.n_seeds == 3 and bmg.value == 86.67 and bmg.ci95 == round(T2 * 10 / 3, 2)
     assert bmg.n_eval_tasks == 9 and bmg.protocol["test_episodes"] == 3
@@ -387,12 +387,19 @@ def test_fewshot_smoke_run_on_every_available_device(device, tmp_path, capsys, m
     assert results_snapshot() == before  # a smoke run writes no record
 
 
-@needs_full
-def test_records_summary_and_cache_of_a_miniature_run(tmp_path, monkeypatch):
+def miniature_setup(tmp_path, monkeypatch) -> Path:
+    """Records go to a temporary folder; the data is the standard miniature Omniglot folder. Returns the records'
+    folder."""
     out = tmp_path / "results"
     monkeypatch.setattr(fewshot, "RESULTS_DIR", out)
     monkeypatch.setenv("MLATLAS_DATA_DIR", str(tmp_path))
     standard_omniglot_folder(tmp_path).rename(tmp_path / "omniglot")
+    return out
+
+
+@needs_full
+def test_records_summary_and_cache_of_a_miniature_run(tmp_path, monkeypatch):
+    out = miniature_setup(tmp_path, monkeypatch)
     name, config = registry.load_config(registry.get(NAME), "fewshot_smoke")
     ctx = registry.RunContext(config_name=name, work_dir=tmp_path / "runs", root=ROOT, progress=False,
                               command=f"mlatlas repro run {NAME} --config fewshot_smoke")
@@ -434,10 +441,7 @@ def test_records_summary_and_cache_of_a_miniature_run(tmp_path, monkeypatch):
 
 @needs_full
 def test_a_two_seed_miniature_run_records_over_seeds_and_shares_its_jobs_with_single_seed_runs(tmp_path, monkeypatch):
-    out = tmp_path / "results"
-    monkeypatch.setattr(fewshot, "RESULTS_DIR", out)
-    monkeypatch.setenv("MLATLAS_DATA_DIR", str(tmp_path))
-    standard_omniglot_folder(tmp_path).rename(tmp_path / "omniglot")
+    out = miniature_setup(tmp_path, monkeypatch)
     name, smoke = registry.load_config(registry.get(NAME), "fewshot_smoke")
     config = {**smoke, "seeds": [0, 1], "agents": smoke["agents"][:2]}  # mg_k1 and bmg_k1_l2, one claim
     ctx = registry.RunContext(config_name=name, work_dir=tmp_path / "runs", root=ROOT, progress=False,

@@ -24,7 +24,8 @@ from reproductions.core.tasks import EpisodeSampler
 from reproductions.datasets import omniglot as og
 from reproductions.datasets.omniglot_benchmark import Pool, make_episode
 from reproductions.maml_universality import omniglot as shift
-from reproductions.maml_universality.metanet import MetaNetClassifier, MetaNetOmniglot, log_and_sign
+from reproductions.maml_universality.metanet import MetaNetClassifier, log_and_sign
+from reproductions.maml_universality.omniglot import SupportSetReader, metanet_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = OMNIGLOT / "images_background_small1.zip"
@@ -203,7 +204,7 @@ def test_a_few_dozen_meta_iterations_learn_on_real_omniglot(characters):
         return Pool(chars.reshape(-1, 1, 28, 28), np.repeat(np.arange(len(chars)), chars.shape[1]))
 
     train, test = pool(characters[:96]), pool(characters[96:136])
-    method = MetaNetOmniglot()
+    method = SupportSetReader(metanet_of)
     torch.manual_seed(0)
     model = method.build({"method": {"channels": 32, "hidden": 32, "key": 16, "generator_hidden": 10},
                           "train": {"n_way": 5, "k_shot": 1}})

@@ -209,6 +209,12 @@ def test_records_summary_and_figure_of_a_miniature_run(tmp_path, monkeypatch):
 
 
 def test_the_records_describe_the_split_without_reading_images():
-    assert shift.described("vinyals_trainval").characters == {"train": 1200, "test": 423}
-    assert shift.described("vinyals").characters == {"train": 1028, "val": 172, "test": 423}
-    assert "1,200 train / 423 test characters" in shift.described("vinyals_trainval").describe()
+    from reproductions.datasets import omniglot_standard
+
+    assert omniglot_standard.described("vinyals_trainval").characters == {"train": 1200, "test": 423}
+    assert omniglot_standard.described("vinyals").characters == {"train": 1028, "val": 172, "test": 423}
+    assert "1,200 train / 423 test characters" in omniglot_standard.described("vinyals_trainval").describe()
+    with pytest.raises(ValueError, match="data.split must be one of"):
+        omniglot_standard.described("lake")
+    lazy = omniglot_standard.LazyStandardData({"split": "vinyals_trainval"})
+    assert lazy.loaded is None and lazy.for_records().characters == {"train": 1200, "test": 423}

@@ -252,14 +252,7 @@ def run(config: dict, ctx: registry.RunContext) -> dict[str, float]:
     device = pick_device(ctx.device)
     data_cfg, ev = config["data"], config["eval"]
     n_way, k_shot = ev["setting"]
-    loaded: list = []
-
-    def data_of() -> omniglot_standard.StandardData:  # the images are read only when some agent needs them
-        if not loaded:
-            loaded.append(omniglot_standard.load_standard(
-                data_cfg["split"], getattr(ctx, "data_dir", None) or data_cfg.get("data_dir"), data_cfg.get("base_url"),
-                data_cfg.get("split_url")))
-        return loaded[0]
+    data_of = omniglot_standard.LazyStandardData(data_cfg, getattr(ctx, "data_dir", None))
 
     folder = Path(ctx.work_dir) / NAME / ctx.config_name
     results: dict[str, dict[int, dict]] = {agent.name: {} for agent in agents}  # agent -> seed -> its job
@@ -292,7 +285,7 @@ def run(config: dict, ctx: registry.RunContext) -> dict[str, float]:
             recording._atomic_write(cache, json.dumps(results[agent.name][seed]).encode())
     claims = [claim(results, bmg, mg) for bmg, mg in config.get("claims") or []]
     if ctx.write_record:
-        data = loaded[0] if loaded else described(data_cfg["split"])
+        data = data_of.for_records()
         write_all(config, ctx, data, agents, results, claims)
     metrics = {}
     for agent in agents:
@@ -304,14 +297,6 @@ def run(config: dict, ctx: registry.RunContext) -> dict[str, float]:
     for c in claims:
         metrics[f"{c['bmg']}_minus_{c['mg']}_acc_pct"] = c["diff"]
     return metrics
-
-
-def described(split: str) -> omniglot_standard.StandardData:
-    """The split's description and character counts for the records, without reading the images."""
-    parts = omniglot_standard.SPLITS[split]
-    counts = {role: omniglot_standard.SPLIT_CHARACTERS[part] for part, role in zip(parts, ("train", "val", "test"))
-              if part is not None}
-    return omniglot_standard.StandardData(split, None, None, None, characters=counts)
 
 
 # --------------------------------------------------------------------------------------------------

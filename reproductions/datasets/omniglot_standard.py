@@ -163,6 +163,35 @@ def load_standard(split: str = "vinyals", data_dir=None, base_url: str | None = 
     return StandardData(split, *pools, characters=counts)
 
 
+def described(split: str) -> StandardData:
+    """The split's description and character counts, without reading any image (for records written from the
+    caches of finished jobs)."""
+    if split not in SPLITS:
+        raise ValueError(f"data.split must be one of {', '.join(SPLITS)}, not {split!r}")
+    counts = {role: SPLIT_CHARACTERS[part] for part, role in zip(SPLITS[split], ("train", "val", "test"))
+              if part is not None}
+    return StandardData(split, None, None, None, characters=counts)
+
+
+class LazyStandardData:
+    """The pools of a config's ``data`` section, read the first time they are needed, so that a run whose jobs
+    are all cached never reads an image. Calling it returns the pools; :meth:`for_records` returns them if they were
+    read, else the split's description."""
+
+    def __init__(self, data_cfg: dict, data_dir=None):
+        self.data_cfg, self.data_dir, self.loaded = data_cfg, data_dir, None
+
+    def __call__(self) -> StandardData:
+        if self.loaded is None:
+            cfg = self.data_cfg
+            self.loaded = load_standard(cfg["split"], self.data_dir or cfg.get("data_dir"), cfg.get("base_url"),
+                                        cfg.get("split_url"))
+        return self.loaded
+
+    def for_records(self) -> StandardData:
+        return self.loaded if self.loaded is not None else described(self.data_cfg["split"])
+
+
 # --------------------------------------------------------------------------------------------------
 # A whole reproduction on the standard protocol
 # --------------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reproductions.datasets.omniglot_benchmark import Episode, conv4
+from reproductions.datasets.omniglot_benchmark import conv4
 
 
 def log_and_sign(g: Tensor, k: float = 7.0) -> Tensor:
@@ -174,20 +174,3 @@ class MetaNetClassifier(nn.Module):
         if meta is None:
             meta = self.meta_info(f_s, g_s, support_y)
         return self.head(f_s, g_s, f_q, g_q, meta)
-
-
-class MetaNetOmniglot:
-    """The episodic-method interface of the Omniglot benchmark for :class:`MetaNetClassifier`. In training the
-    support set is read in a random order (the sampler groups it by class; ``d`` reads the examples in turn)."""
-
-    def build(self, config: dict) -> nn.Module:
-        m, tr = config["method"], config["train"]
-        return MetaNetClassifier(tr["n_way"], m["channels"], m["hidden"], m["key"], m["generator_hidden"])
-
-    def loss(self, model: nn.Module, episode: Episode) -> Tensor:
-        order = torch.randperm(len(episode.support_y), device=episode.support_y.device)
-        logits = model(episode.support_x[order], episode.support_y[order], episode.query_x)
-        return F.cross_entropy(logits, episode.query_y)
-
-    def scores(self, model: nn.Module, episode: Episode) -> Tensor:
-        return model(episode.support_x, episode.support_y, episode.query_x).detach()

@@ -35,7 +35,7 @@ from reproductions.core.runtime import pick_device
 from reproductions.core.tasks import EpisodeSampler
 from reproductions.datasets import omniglot_standard
 from reproductions.datasets.omniglot_benchmark import Episode, conv4, make_episode, train_one
-from reproductions.maml_universality.metanet import MetaNetOmniglot
+from reproductions.maml_universality.metanet import MetaNetClassifier
 from reproductions.maml_universality.snail import SNAIL
 from reproductions.omniglot_maml.method import OmniglotMAML
 
@@ -117,13 +117,17 @@ class SnailClassifier(nn.Module):
         return self.snail(seq)[:, -1]  # [Q, n_way]
 
 
-class SnailOmniglot:
-    """The episodic-method interface of the Omniglot benchmark for :class:`SnailClassifier`. In training the
-    support set is read in a random order (the sampler groups it by class), so that position carries no label."""
+class SupportSetReader:
+    """The episodic-method interface of the Omniglot benchmark (``build``, ``loss``, ``scores``) for a recurrent
+    learner called as ``model(support_x, support_y, query_x) -> logits``; ``make(method, train)`` builds it from the
+    config's sections. In training the support set is read in a random order (the sampler groups it by class), so
+    that position carries no label."""
+
+    def __init__(self, make):
+        self.make = make
 
     def build(self, config: dict) -> nn.Module:
-        m, tr = config["method"], config["train"]
-        return SnailClassifier(tr["n_way"], tr["k_shot"], m["channels"], m["filters"], m["key"], m["value"])
+        return self.make(config["method"], config["train"])
 
     def loss(self, model: nn.Module, episode: Episode) -> Tensor:
         order = torch.randperm(len(episode.support_y), device=episode.support_y.device)
@@ -134,6 +138,14 @@ class SnailOmniglot:
         return model(episode.support_x, episode.support_y, episode.query_x).detach()
 
 
+def snail_of(m: dict, tr: dict) -> SnailClassifier:
+    return SnailClassifier(tr["n_way"], tr["k_shot"], m["channels"], m["filters"], m["key"], m["value"])
+
+
+def metanet_of(m: dict, tr: dict) -> MetaNetClassifier:
+    return MetaNetClassifier(tr["n_way"], m["channels"], m["hidden"], m["key"], m["generator_hidden"])
+
+
 KINDS = ("maml", "snail", "metanet")
 
 
@@ -142,9 +154,9 @@ def method_of(spec: dict):
     if kind == "maml":
         return OmniglotMAML(first_order=bool(spec.get("first_order", False)))
     if kind == "snail":
-        return SnailOmniglot()
+        return SupportSetReader(snail_of)
     if kind == "metanet":
-        return MetaNetOmniglot()
+        return SupportSetReader(metanet_of)
     raise registry.RegistryError(f"methods.*.kind: {kind!r} is not one of {', '.join(KINDS)} for the omniglot "
                                  "experiment")
 
@@ -202,27 +214,12 @@ def evaluate(method, model: nn.Module, pool, config: dict, device, progress: boo
     return out
 
 
-def described(split: str) -> omniglot_standard.StandardData:
-    """The split's description and character counts for the records, without reading the images."""
-    parts = omniglot_standard.SPLITS[split]
-    counts = {role: omniglot_standard.SPLIT_CHARACTERS[part] for part, role in zip(parts, ("train", "val", "test"))
-              if part is not None}
-    return omniglot_standard.StandardData(split, None, None, None, characters=counts)
-
-
 def run(config: dict, ctx: registry.RunContext) -> dict[str, float]:
     check(config)
     torch.set_num_threads(int(config.get("threads", 1)))
     device = pick_device(ctx.device)
     data_cfg = config["data"]
-    loaded: list = []
-
-    def data_of() -> omniglot_standard.StandardData:  # the images are read only when some job needs them
-        if not loaded:
-            loaded.append(omniglot_standard.load_standard(
-                data_cfg["split"], getattr(ctx, "data_dir", None) or data_cfg.get("data_dir"), data_cfg.get("base_url"),
-                data_cfg.get("split_url")))
-        return loaded[0]
+    data_of = omniglot_standard.LazyStandardData(data_cfg, getattr(ctx, "data_dir", None))
 
     folder = Path(ctx.work_dir) / NAME / ctx.config_name
     curve_episodes = int(config["train"].get("curve_episodes", 0))
@@ -264,7 +261,7 @@ def run(config: dict, ctx: registry.RunContext) -> dict[str, float]:
         cache.parent.mkdir(parents=True, exist_ok=True)
         recording._atomic_write(cache, json.dumps(results[name]).encode())
     if ctx.write_record and set(results) == set(config["methods"]):
-        write_all(config, ctx, loaded[0] if loaded else described(data_cfg["split"]), results)
+        write_all(config, ctx, data_of.for_records(), results)
     metrics = {}
     for name in results:
         for kind, value in points(config):
