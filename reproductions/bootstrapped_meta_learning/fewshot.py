@@ -373,9 +373,10 @@ def interval_words(n_seeds: int, of: str = "means") -> str:
 def budget_of(config: dict) -> str:
     tr, m, seeds = config["train"], config["method"], seeds_of(config)
     said = "one training seed" if len(seeds) == 1 else f"{len(seeds)} training seeds"
+    queries = f"{tr['n_query']} {'query' if tr['n_query'] == 1 else 'queries'} per class"
     return (f"{tr['iterations']:,} meta-iterations of {tr['meta_batch']} episodes of {tr['n_way']}-way "
-            f"{tr['k_shot']}-shot ({tr['n_query']} queries per class) per agent and seed (MAML's Omniglot run: "
-            f"60,000), {m['channels']} channels, Adam {tr['lr']}, {said} ({', '.join(map(str, seeds))}), "
+            f"{tr['k_shot']}-shot ({queries}) per agent and seed (MAML's Omniglot run: 60,000), "
+            f"{m['channels']} channels, Adam {tr['lr']}, {said} ({', '.join(map(str, seeds))}), "
             f"{config.get('threads', 1)} CPU thread on a shared 2-core machine")
 
 
