@@ -51,6 +51,11 @@ def _date(err: dict[str, Any]) -> str:
     return f"expected a date written as YYYY-MM-DD, got {_what(given)}"
 
 
+def _expected(kind: str) -> Callable[[dict[str, Any]], str]:
+    """A wrong kind of value: what the field expects, and what it got."""
+    return lambda err: f"expected {kind}, got {_what(err['input'])}"
+
+
 def _bound(word: str) -> Callable[[dict[str, Any]], str]:
     def message(err: dict[str, Any]) -> str:
         ctx = err.get("ctx", {})
@@ -72,23 +77,23 @@ def _length(err: dict[str, Any], most: bool) -> str:
 _BY_TYPE: dict[str, Callable[[dict[str, Any]], str]] = {
     "literal_error": _one_of,
     "enum": _one_of,
-    "string_type": lambda e: f"expected text, got {_what(e['input'])}",
+    "string_type": _expected("text"),
     "string_too_short": lambda e: _length(e, most=False),
     "string_too_long": lambda e: _length(e, most=True),
     "too_short": lambda e: _length(e, most=False),
     "too_long": lambda e: _length(e, most=True),
-    "int_type": lambda e: f"expected a whole number, got {_what(e['input'])}",
-    "int_parsing": lambda e: f"expected a whole number, got {_what(e['input'])}",
-    "int_from_float": lambda e: f"expected a whole number, got {_what(e['input'])}",
-    "float_type": lambda e: f"expected a number, got {_what(e['input'])}",
-    "float_parsing": lambda e: f"expected a number, got {_what(e['input'])}",
-    "finite_number": lambda e: f"expected a finite number, got {_what(e['input'])}",
-    "bool_type": lambda e: f"expected true or false, got {_what(e['input'])}",
-    "bool_parsing": lambda e: f"expected true or false, got {_what(e['input'])}",
-    "list_type": lambda e: f"expected a list ('[a, b]', or one '- item' per line), got {_what(e['input'])}",
-    "dict_type": lambda e: f"expected a mapping of 'field: value' lines, got {_what(e['input'])}",
-    "model_type": lambda e: f"expected a mapping of 'field: value' lines, got {_what(e['input'])}",
-    "model_attributes_type": lambda e: f"expected a mapping of 'field: value' lines, got {_what(e['input'])}",
+    "int_type": _expected("a whole number"),
+    "int_parsing": _expected("a whole number"),
+    "int_from_float": _expected("a whole number"),
+    "float_type": _expected("a number"),
+    "float_parsing": _expected("a number"),
+    "finite_number": _expected("a finite number"),
+    "bool_type": _expected("true or false"),
+    "bool_parsing": _expected("true or false"),
+    "list_type": _expected("a list ('[a, b]', or one '- item' per line)"),
+    "dict_type": _expected("a mapping of 'field: value' lines"),
+    "model_type": _expected("a mapping of 'field: value' lines"),
+    "model_attributes_type": _expected("a mapping of 'field: value' lines"),
     "date_type": _date,
     "date_parsing": _date,
     "date_from_datetime_parsing": _date,
