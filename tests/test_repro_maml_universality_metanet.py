@@ -94,10 +94,10 @@ def test_the_fast_weights_come_from_the_support_gradients(characters):
     logits = model(sx, sy, qx)
     f_s, g_s, f_q, g_q = model.trunks(sx, qx)
     meta = model.meta_info(f_s, g_s, sy)
-    assert torch.allclose(model.head(f_s, g_s, f_q, g_q, meta), logits, atol=1e-12)
+    assert torch.allclose(model.head(g_s, f_q, g_q, meta), logits, atol=1e-12)
     for name in meta:  # zeroing the input of each generator changes the queries' logits
         zeroed = {**meta, name: torch.zeros_like(meta[name])}
-        assert not torch.allclose(model.head(f_s, g_s, f_q, g_q, zeroed), logits, atol=1e-6), name
+        assert not torch.allclose(model.head(g_s, f_q, g_q, zeroed), logits, atol=1e-6), name
     # The example-level memory holds one set of fast weights per support example, each from its own gradient:
     # changing example 2's label changes only its entry.
     relabelled = sy.clone()
@@ -134,14 +134,14 @@ def test_no_query_reads_another_query(characters):
     sx, sy, qx, _ = episode(characters, [3, 17, 40, 41, 90])
     f_s, g_s, f_q, g_q = model.trunks(sx, qx)
     meta = model.meta_info(f_s, g_s, sy)
-    logits = model.head(f_s, g_s, f_q, g_q, meta)
+    logits = model.head(g_s, f_q, g_q, meta)
     # After the trunks each query is classified on its own: change every other query's features, query 4 keeps
     # its logits exactly.
     others = torch.arange(len(qx)) != 4
     f2, g2 = f_q.clone(), g_q.clone()
     f2[others], g2[others] = torch.randn_like(f2[others]), torch.randn_like(g2[others])
-    assert torch.allclose(model.head(f_s, g_s, f2, g2, meta)[4], logits[4], atol=1e-12)
-    assert not torch.allclose(model.head(f_s, g_s, f2, g2, meta)[others], logits[others], atol=1e-6)
+    assert torch.allclose(model.head(g_s, f2, g2, meta)[4], logits[4], atol=1e-12)
+    assert not torch.allclose(model.head(g_s, f2, g2, meta)[others], logits[others], atol=1e-6)
     # Whole model (the query batch's normalisation statistics, as for the other learners, are the only shared
     # part): reordering the queries reorders their logits.
     order = torch.randperm(len(qx))

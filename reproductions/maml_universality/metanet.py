@@ -160,9 +160,9 @@ class MetaNetClassifier(nn.Module):
         h = F.relu(self.base_hidden(f)) + F.relu(fast1)  # layer augmentation: ReLU on each branch, then sum
         return self.base_out(h) + torch.einsum("qn,nij,qj->qi", attention, m2, h)
 
-    def head(self, f_s: Tensor, g_s: Tensor, f_q: Tensor, g_q: Tensor, meta: dict[str, Tensor]) -> Tensor:
-        """Everything after the trunks. Each query's logits depend only on its own features and the support set's."""
-        del f_s  # the base learner's support features enter through the meta information only
+    def head(self, g_s: Tensor, f_q: Tensor, g_q: Tensor, meta: dict[str, Tensor]) -> Tensor:
+        """Everything after the trunks. Each query's logits depend only on its own features and the support set's (the
+        base learner's support features enter through the meta information only)."""
         fast_q = self.task_fast_weights(meta)
         attention = cosine_attention(self.represent(g_q, fast_q), self.represent(g_s, fast_q))
         return self.classify(f_q, attention, self.example_fast_weights(meta))
@@ -173,4 +173,4 @@ class MetaNetClassifier(nn.Module):
         f_s, g_s, f_q, g_q = self.trunks(support_x, query_x)
         if meta is None:
             meta = self.meta_info(f_s, g_s, support_y)
-        return self.head(f_s, g_s, f_q, g_q, meta)
+        return self.head(g_s, f_q, g_q, meta)
